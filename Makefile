@@ -1,0 +1,49 @@
+# Quick start: `make run` executes the notebooks, `make test` checks everything, `make lab` opens JupyterLab.
+# Each target first makes .venv (once) and installs the course into it.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# exact versions the course was tested with, for the Python version they were tested on
+CONSTRAINTS := constraints.txt
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lab lint constraints kaggle-wheels clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	@touch $(STAMP)
+
+## make run [NB=03] [FULL=1 | SMOKE=1]: execute notebooks into build/ and print their table
+run: $(STAMP)
+	$(BIN)/python scripts/run_notebooks.py $(if $(NB),--nb $(NB)) $(if $(FULL),--full) $(if $(SMOKE),--smoke)
+
+## make test: ruff, unit tests, then every notebook in smoke mode under nbval
+test: $(STAMP)
+	$(BIN)/ruff check .
+	COURSE_SMOKE=1 $(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+## make lab: JupyterLab in the course environment
+lab: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,lab]"
+	$(BIN)/jupyter lab notebooks
+
+## make constraints: record the versions installed now as the tested set (for this Python version)
+constraints: $(STAMP)
+	$(BIN)/python scripts/freeze_constraints.py > $(CONSTRAINTS)
+
+## make kaggle-wheels: dist/kaggle/ to upload as a Kaggle dataset, so notebooks install offline
+kaggle-wheels: $(STAMP)
+	rm -rf dist/kaggle
+	$(BIN)/python -m pip wheel --quiet --no-deps -w dist/kaggle .
+	$(BIN)/python -m pip download --quiet --no-deps -c $(CONSTRAINTS) -d dist/kaggle \
+		segmentation-models-pytorch pooch kagglehub
+	@ls dist/kaggle
+
+clean:
+	rm -rf build dist .pytest_cache .ruff_cache

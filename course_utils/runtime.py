@@ -1,0 +1,162 @@
+"""Where the notebook runs and how: smoke or full mode, the device, seeds, the config cell.
+
+Smoke mode (``COURSE_SMOKE=1``) is what CI uses: the dataset's synthetic twin, small images,
+few epochs, CPU. Full mode is the real run on Kaggle, Colab or a laptop with a GPU. The two
+modes share every line of code; only the values returned by :func:`config` differ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import sys
+from importlib import metadata
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+SMOKE: bool = os.environ.get("COURSE_SMOKE", "0").strip().lower() not in ("", "0", "false", "no")
+
+KAGGLE_INPUT = Path("/kaggle/input")
+KAGGLE_WORKING = Path("/kaggle/working")
+
+
+def on_kaggle() -> bool:
+    """True inside a Kaggle notebook (the kernel sets KAGGLE_KERNEL_RUN_TYPE)."""
+    return "KAGGLE_KERNEL_RUN_TYPE" in os.environ or KAGGLE_INPUT.is_dir()
+
+
+def on_colab() -> bool:
+    return "COLAB_RELEASE_TAG" in os.environ or "google.colab" in sys.modules
+
+
+def platform_name() -> str:
+    return "Kaggle" if on_kaggle() else "Colab" if on_colab() else "local"
+
+
+def project_root() -> Path | None:
+    """The repository checkout this package was installed from, or None for a plain pip install."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def work_dir() -> Path:
+    """Where checkpoints and other outputs go: /kaggle/working on Kaggle (it is kept with the
+    notebook's output), the repository's ``runs/`` in a checkout, else ``./runs``."""
+    if on_kaggle():
+        return KAGGLE_WORKING
+    root = project_root()
+    return (root if root else Path.cwd()) / "runs"
+
+
+def device() -> torch.device:
+    """The best device here: CUDA if there is one, else the CPU.
+
+    Apple's MPS backend still lacks some operators the course uses, so it is opt-in:
+    set ``COURSE_DEVICE=mps`` (or any torch device string) to choose the device yourself.
+    """
+    chosen = os.environ.get("COURSE_DEVICE")
+    if chosen:
+        return torch.device(chosen)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def amp_dtype(dev: torch.device) -> torch.dtype | None:
+    """The mixed-precision type this device supports well, or None for full fp32.
+
+    bf16 on Ampere (compute capability 8.0) and later: same range as fp32, no loss scaling.
+    fp16 on older GPUs such as Kaggle's T4 (7.5) and P100 (6.0): needs a GradScaler.
+    The CPU gains little from autocast for convolutions, so it runs in fp32.
+    """
+    if dev.type != "cuda":
+        return None
+    major, _ = torch.cuda.get_device_capability(dev)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all GPUs). ``deterministic=True`` also asks cuDNN for
+    reproducible kernels, which is slower; CPU runs are reproducible either way."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+KEY_PACKAGES = ("torch", "torchvision", "segmentation-models-pytorch", "albumentations", "numpy",
+                "course_utils")
+
+
+def print_env() -> dict[str, str]:
+    """Print (and return) what a bug report needs: platform, Python, packages, GPU, mode."""
+    dev = device()
+    info = {
+        "platform": platform_name(),
+        "python": platform.python_version(),
+        **{name: _version(name) for name in KEY_PACKAGES},
+        "device": str(dev),
+        "cpu cores": str(os.cpu_count()),
+        "mode": "SMOKE (synthetic twin, tiny run)" if SMOKE else "FULL (real data)",
+    }
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        info["gpu"] = f"{props.name}, {props.total_memory / 2**30:.1f} GiB, compute {props.major}.{props.minor}"
+        info["cuda"] = str(torch.version.cuda)
+        dtype = amp_dtype(dev)
+        info["mixed precision"] = str(dtype).replace("torch.", "")
+    width = max(map(len, info))
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")
+    return info
+
+
+def config(smoke: dict[str, Any] | None = None, **full_values: Any) -> SimpleNamespace:
+    """The notebook's one config cell.
+
+    Pass the full-mode values as keywords and the few that change for a smoke run in ``smoke``.
+    Returns the effective values (smoke ones in smoke mode) and prints them, so every run
+    shows what it did::
+
+        cfg = config(epochs=40, image_size=352, smoke=dict(epochs=3, image_size=64))
+        cfg.epochs  # 40 in full mode, 3 with COURSE_SMOKE=1
+    """
+    smoke = smoke or {}
+    unknown = sorted(set(smoke) - set(full_values))
+    if unknown:
+        raise KeyError(f"config(smoke=...) names {unknown}, which have no full-mode value; "
+                       f"give every setting a full value first (known: {sorted(full_values)})")
+    values = {**full_values, **smoke} if SMOKE else dict(full_values)
+    print(f"config ({'smoke' if SMOKE else 'full'} mode)")
+    width = max(map(len, values), default=0)
+    for key, value in values.items():
+        note = f"   (full: {full_values[key]!r})" if SMOKE and key in smoke else ""
+        print(f"  {key:<{width}}  {value!r}{note}")
+    return SimpleNamespace(**values)
+
+
+def report(**headline: float | str) -> None:
+    """Print the notebook's headline numbers; ``make run`` also collects them into its table.
+
+    The runner sets ``COURSE_RESULT_FILE`` per notebook; elsewhere this only prints.
+    """
+    print("headline:", ", ".join(f"{k} = {v:.4f}" if isinstance(v, float) else f"{k} = {v}"
+                                 for k, v in headline.items()))
+    target = os.environ.get("COURSE_RESULT_FILE")
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(json.dumps({"mode": "smoke" if SMOKE else "full", **headline}))

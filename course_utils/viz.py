@@ -1,0 +1,118 @@
+"""Figures: overlays in a fixed palette, image/truth/prediction grids, error maps, training curves.
+
+Images are uint8 ``(H, W, 3)`` arrays; masks are ``(H, W)`` arrays of class ids (0 = background).
+Every function returns the matplotlib figure so a notebook can save it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.patches import Patch
+
+# A fixed palette, so class k has the same colour in every figure of the course.
+# Index 0 (background) is black; then a colour-blind-friendly set (Okabe-Ito), then tab20.
+PALETTE = np.array(
+    [(0, 0, 0), (0, 158, 115), (230, 159, 0), (86, 180, 233), (204, 121, 167), (240, 228, 66),
+     (0, 114, 178), (213, 94, 0)]
+    + [tuple(int(255 * c) for c in plt.cm.tab20(i)[:3]) for i in range(20)], dtype=np.uint8)
+
+# error map colours: what the model got wrong, and how
+ERROR_COLORS = {"true positive": (200, 200, 200), "false positive": (230, 159, 0),
+                "false negative": (0, 114, 178)}
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_numpy_image(image, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
+    """A normalised ``(3, H, W)`` tensor back to a uint8 ``(H, W, 3)`` picture; arrays pass through."""
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8:
+        return image
+    image = torch.as_tensor(image).detach().float().cpu()
+    if image.ndim == 3 and image.shape[0] in (1, 3):
+        image = image.permute(1, 2, 0)
+    image = image * torch.tensor(std) + torch.tensor(mean)
+    return (image.clamp(0, 1) * 255).round().byte().numpy()
+
+
+def colorize(mask) -> np.ndarray:
+    """Class ids ``(H, W)`` to an RGB picture in the course palette."""
+    mask = np.asarray(mask).astype(np.int64)
+    return PALETTE[mask % len(PALETTE)]
+
+
+def overlay(image, mask, alpha: float = 0.5) -> np.ndarray:
+    """Blend the palette colours of ``mask`` over ``image``; background pixels stay untouched."""
+    image = to_numpy_image(image).astype(np.float32)
+    mask = np.asarray(mask).astype(np.int64)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape[:2]}")
+    colour = colorize(mask).astype(np.float32)
+    blended = np.where((mask > 0)[..., None], (1 - alpha) * image + alpha * colour, image)
+    return blended.round().astype(np.uint8)
+
+
+def error_map(pred, truth) -> np.ndarray:
+    """RGB picture of a binary prediction against the truth: hits grey, false positives orange,
+    false negatives blue, correct background black."""
+    pred, truth = np.asarray(pred).astype(bool), np.asarray(truth).astype(bool)
+    out = np.zeros((*truth.shape, 3), np.uint8)
+    out[pred & truth] = ERROR_COLORS["true positive"]
+    out[pred & ~truth] = ERROR_COLORS["false positive"]
+    out[~pred & truth] = ERROR_COLORS["false negative"]
+    return out
+
+
+def show_predictions(images, truths, preds=None, titles: Sequence[str] | None = None,
+                     max_rows: int = 6) -> plt.Figure:
+    """One row per sample: image | truth overlay | (prediction overlay | error map)."""
+    n = min(len(images), max_rows)
+    columns = ["image", "truth"] + (["prediction", "errors"] if preds is not None else [])
+    fig, axes = plt.subplots(n, len(columns), figsize=(3.2 * len(columns), 3.0 * n), squeeze=False)
+    for row in range(n):
+        image = to_numpy_image(images[row])
+        panels = [image, overlay(image, truths[row])]
+        if preds is not None:
+            panels += [overlay(image, preds[row]), error_map(preds[row], truths[row])]
+        for col, panel in enumerate(panels):
+            ax = axes[row, col]
+            ax.imshow(panel)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(columns[col])
+        if titles is not None:
+            axes[row, 0].set_ylabel(titles[row], fontsize=9)
+    if preds is not None:
+        handles = [Patch(color=np.array(c) / 255, label=k) for k, c in ERROR_COLORS.items()]
+        fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.03 if preds is not None else 0, 1, 1))
+    return fig
+
+
+def plot_history(history: Sequence[dict], metrics: Sequence[str] | None = None) -> plt.Figure:
+    """Training curves from ``fit``'s history: losses on the left, validation metrics on the right."""
+    if not history:
+        raise ValueError("the history is empty: train for at least one epoch first")
+    epochs = [h["epoch"] for h in history]
+    skip = {"epoch", "train_loss", "val_loss", "lr", "seconds"}
+    metrics = list(metrics) if metrics is not None else [k for k in history[0] if k not in skip]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for key in ("train_loss", "val_loss"):
+        if key in history[0]:
+            left.plot(epochs, [h[key] for h in history], marker="o", label=key.replace("_", " "))
+    left.set(xlabel="epoch", ylabel="loss", title="loss")
+    left.legend()
+    for key in metrics:
+        right.plot(epochs, [h[key] for h in history], marker="o", label=key)
+    right.set(xlabel="epoch", title="validation")
+    if metrics:
+        right.legend()
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

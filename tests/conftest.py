@@ -1,0 +1,27 @@
+"""Shared fixtures. Tests run in smoke mode (the notebooks under nbval read COURSE_SMOKE)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("COURSE_SMOKE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+# real sample files of the datasets' formats, beside the project (absent in a plain clone)
+REAL_SAMPLES = ROOT.parent / "shared" / "real_samples"
+
+
+def real_sample(*parts: str) -> Path:
+    path = REAL_SAMPLES.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real sample {path} is not here")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kvasir_twin(tmp_path_factory) -> Path:
+    """A small Kvasir-SEG twin in the Kaggle layout, written once per test session."""
+    from course_utils.datasets import kvasir_seg
+
+    return kvasir_seg.write_twin(tmp_path_factory.mktemp("kvasir") / "kvasirseg", n_images=10, n_val=3)
