@@ -211,8 +211,12 @@ def download_url(url: str, target: Path, sha256: str | None = None) -> Path:
 
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
-    archive = Path(pooch.retrieve(url, known_hash=f"sha256:{sha256}" if sha256 else None,
-                                  path=target / "downloads", progressbar=True))
+    try:
+        archive = Path(pooch.retrieve(url, known_hash=f"sha256:{sha256}" if sha256 else None,
+                                      path=target / "downloads", progressbar=True))
+    except ValueError as error:  # pooch deletes a file whose checksum does not match
+        raise ValueError(f"{url}: the download is not the expected file ({error}). Try again; if it "
+                         f"persists the server's file changed: tell the course maintainers.") from error
     extract(archive, target)
     return target
 
@@ -261,7 +265,10 @@ def twin_dir(name: str, root: Path | None = None) -> Path:
     write_twin(name, staging)
     (staging / ".twin_version").write_text(str(ds.twin_version))
     shutil.rmtree(folder, ignore_errors=True)
-    os.replace(staging, folder)  # appears whole or not at all, even if two runs race
+    try:
+        os.replace(staging, folder)  # the twin appears whole or not at all
+    except OSError:  # another run put its (identical) twin there first
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 

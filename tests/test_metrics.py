@@ -28,6 +28,7 @@ def test_binary_metrics_match_smp_with_zero_division_one(random_masks):
     torch.testing.assert_close(iou_score(pred, target), ref_iou.float())
 
 
+@pytest.mark.filterwarnings("ignore:dice_score metric currently defaults")
 def test_dice_matches_torchmetrics_on_non_empty_images(random_masks):
     pred, target = random_masks
     keep = [i for i in range(len(pred)) if i not in (3, 4, 5)]

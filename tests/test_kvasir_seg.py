@@ -1,0 +1,94 @@
+import shutil
+
+import albumentations as A
+import numpy as np
+import pytest
+import torch
+from albumentations.pytorch import ToTensorV2
+from conftest import real_sample
+from PIL import Image
+
+from course_utils.datasets import kvasir_seg
+from course_utils.datasets.kvasir_seg import KvasirSeg
+
+
+def check_items(ds):
+    for image, mask in (ds[i] for i in range(len(ds))):
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        assert mask.dtype == np.uint8 and mask.shape == image.shape[:2]
+        assert set(np.unique(mask)) <= {0, 1} and 0 < mask.mean() < 1
+
+
+def test_twin_in_kaggle_layout_uses_the_split_files(kvasir_twin):
+    assert (kvasir_twin / "Kvasir-SEG" / "Kvasir-SEG" / "images").is_dir()
+    train, val = KvasirSeg(kvasir_twin, "train"), KvasirSeg(kvasir_twin, "val")
+    assert (len(train), len(val)) == (7, 3) and not set(train.ids) & set(val.ids)
+    assert train.split_source.endswith("train.txt")
+    check_items(train)
+
+
+def test_twin_images_vary_in_size_and_masks_are_noisy_jpegs_like_the_real_ones(kvasir_twin):
+    ds = KvasirSeg(kvasir_twin, "all")
+    assert len({Image.open(p).size for p in ds.image_paths}) > 1
+    for path in ds.mask_paths:
+        assert path.suffix == ".jpg" and Image.open(path).mode == "RGB"
+        grey = np.asarray(Image.open(path).convert("L"))
+        levels = set(np.unique(grey))
+        assert levels <= set(range(0, 9)) | set(range(247, 256))
+        assert levels - {0, 255}, "JPEG compression noise is part of the format"
+
+
+def test_twin_is_deterministic(tmp_path):
+    a = kvasir_seg.write_twin(tmp_path / "a", n_images=2, n_val=1)
+    b = kvasir_seg.write_twin(tmp_path / "b", n_images=2, n_val=1)
+    for pa, pb in zip(sorted(a.rglob("*.jpg")), sorted(b.rglob("*.jpg"))):
+        assert pa.name == pb.name and pa.read_bytes() == pb.read_bytes()
+
+
+def test_official_layout_gets_a_seeded_disjoint_split(tmp_path):
+    root = kvasir_seg.write_twin(tmp_path, n_images=10, layout="official")
+    assert not (root / "train.txt").exists()
+    train, val = KvasirSeg(root, "train", seed=3), KvasirSeg(root, "val", seed=3)
+    assert len(val) == 1 and len(train) == 9 and not set(train.ids) & set(val.ids)
+    assert KvasirSeg(root, "val", seed=3).ids == val.ids and train.split_source == "seeded split"
+
+
+def test_transform_receives_image_and_mask_together(kvasir_twin):
+    tf = A.Compose([A.Resize(32, 48), A.Normalize(), ToTensorV2()])
+    image, mask = KvasirSeg(kvasir_twin, "val", transform=tf)[0]
+    assert image.shape == (3, 32, 48) and image.dtype == torch.float32 and mask.shape == (32, 48)
+    assert set(mask.unique().tolist()) <= {0, 1}  # masks resize with nearest neighbour
+
+
+def test_bad_inputs_name_the_file(kvasir_twin, tmp_path):
+    root = shutil.copytree(kvasir_twin, tmp_path / "copy")
+    masks = root / "Kvasir-SEG" / "Kvasir-SEG" / "masks"
+    first = sorted(masks.iterdir())[0]
+    Image.open(first).resize((10, 10)).save(first)
+    ds = KvasirSeg(root, "all")
+    with pytest.raises(ValueError, match=first.name):
+        ds[ds.ids.index(first.stem)]
+    first.unlink()
+    with pytest.raises(FileNotFoundError, match=first.stem):
+        KvasirSeg(root, "all")
+    (root / "val.txt").write_text("no-such-image\n")
+    shutil.copy(sorted(masks.iterdir())[0], first)
+    with pytest.raises(FileNotFoundError, match="val.txt"):
+        KvasirSeg(root, "val")
+    with pytest.raises(FileNotFoundError, match="images/ and masks/"):
+        KvasirSeg(tmp_path / "copy" / "Kvasir-SEG" / "Kvasir-SEG" / "images")
+    with pytest.raises(ValueError, match="split"):
+        KvasirSeg(root, "test")
+
+
+@pytest.mark.parametrize("nesting", ["official", "kaggle"])
+def test_real_samples_in_both_nestings(tmp_path, nesting):
+    real = real_sample("kvasir-seg", "Kvasir-SEG")
+    root = tmp_path / "kvasirseg"
+    shutil.copytree(real, root / "Kvasir-SEG" / "Kvasir-SEG" if nesting == "kaggle" else root / "Kvasir-SEG")
+    ds = KvasirSeg(root, "all")
+    assert len(ds) == 5
+    check_items(ds)
+    raw = np.asarray(Image.open(ds.mask_paths[0]).convert("L"))
+    assert (raw > 0).sum() > (raw >= 128).sum()  # the pitfall: compression noise is not polyp
+    assert ds[0][1].sum() == (raw >= 128).sum()

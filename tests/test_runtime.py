@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils import runtime
+
+
+def test_config_full_and_smoke_values(monkeypatch, capsys):
+    monkeypatch.setattr(runtime, "SMOKE", False)
+    cfg = runtime.config(epochs=40, size=352, smoke=dict(epochs=2))
+    assert (cfg.epochs, cfg.size) == (40, 352)
+    monkeypatch.setattr(runtime, "SMOKE", True)
+    cfg = runtime.config(epochs=40, size=352, smoke=dict(epochs=2))
+    assert (cfg.epochs, cfg.size) == (2, 352)
+    out = capsys.readouterr().out
+    assert "smoke mode" in out and "(full: 40)" in out
+
+
+def test_config_rejects_smoke_only_keys():
+    with pytest.raises(KeyError, match="epcohs"):
+        runtime.config(epochs=40, smoke=dict(epcohs=2))
+
+
+def test_device_and_its_override(monkeypatch):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    assert runtime.device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    assert runtime.device() == torch.device("cpu")
+    assert runtime.amp_dtype(torch.device("cpu")) is None
+
+
+def test_seed_everything_reproduces():
+    runtime.seed_everything(7)
+    a = (torch.rand(3), np.random.rand(3))
+    runtime.seed_everything(7)
+    b = (torch.rand(3), np.random.rand(3))
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_platform_detection(monkeypatch, tmp_path):
+    monkeypatch.setattr(runtime, "KAGGLE_INPUT", tmp_path / "absent")
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    assert runtime.platform_name() == "local"
+    assert runtime.work_dir() == runtime.project_root() / "runs"
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20261101")
+    assert runtime.platform_name() == "Colab"
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    assert runtime.platform_name() == "Kaggle" and runtime.work_dir() == runtime.KAGGLE_WORKING
+
+
+def test_print_env(capsys):
+    info = runtime.print_env()
+    assert {"python", "torch", "device", "mode"} <= set(info)
+    assert info["torch"] == torch.__version__.split("+")[0] or info["torch"] == torch.__version__
+    assert "segmentation-models-pytorch" in capsys.readouterr().out
+
+
+def test_report_prints_and_writes_for_the_runner(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("COURSE_RESULT_FILE", raising=False)
+    runtime.report(dice=0.5)
+    assert "dice = 0.5000" in capsys.readouterr().out
+    target = tmp_path / "r" / "nb.json"
+    monkeypatch.setenv("COURSE_RESULT_FILE", str(target))
+    runtime.report(dice=0.8123, note="ok")
+    assert json.loads(target.read_text())["dice"] == 0.8123

@@ -1,0 +1,54 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils import viz
+
+
+def test_to_numpy_image_undoes_imagenet_normalisation():
+    picture = np.random.default_rng(0).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    tensor = (torch.from_numpy(picture).permute(2, 0, 1) / 255 - torch.tensor(viz.IMAGENET_MEAN)[:, None, None]) \
+        / torch.tensor(viz.IMAGENET_STD)[:, None, None]
+    assert np.array_equal(viz.to_numpy_image(tensor), picture)
+    assert viz.to_numpy_image(picture) is picture
+
+
+def test_overlay_colours_only_the_mask():
+    image = np.full((4, 4, 3), 100, np.uint8)
+    mask = np.zeros((4, 4), int)
+    mask[0, 0] = 1
+    out = viz.overlay(image, mask, alpha=1.0)
+    assert tuple(out[0, 0]) == tuple(viz.PALETTE[1]) and (out[1:] == 100).all()
+    with pytest.raises(ValueError, match="shape"):
+        viz.overlay(image, np.zeros((3, 3)))
+
+
+def test_error_map_colours():
+    pred = np.array([[1, 1, 0, 0]])
+    truth = np.array([[1, 0, 1, 0]])
+    out = viz.error_map(pred, truth)
+    assert [tuple(c) for c in out[0]] == [viz.ERROR_COLORS["true positive"], viz.ERROR_COLORS["false positive"],
+                                          viz.ERROR_COLORS["false negative"], (0, 0, 0)]
+
+
+def test_palette_is_fixed_and_distinct():
+    assert len({tuple(c) for c in viz.PALETTE}) == len(viz.PALETTE)
+    assert tuple(viz.colorize(np.array([[0, 2]]))[0, 1]) == tuple(viz.PALETTE[2])
+
+
+def test_grids_and_curves():
+    images = [np.zeros((8, 8, 3), np.uint8)] * 3
+    masks = [np.eye(8, dtype=int)] * 3
+    fig = viz.show_predictions(images, masks, masks, titles=["a", "b", "c"], max_rows=2)
+    assert len(fig.axes) == 2 * 4
+    assert len(viz.show_predictions(images, masks).axes) == 3 * 2
+    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "dice": 0.1 * e, "lr": 0.1, "seconds": 1}
+               for e in (1, 2)]
+    fig = viz.plot_history(history)
+    assert [line.get_label() for line in fig.axes[1].lines] == ["dice"]
+    with pytest.raises(ValueError, match="empty"):
+        viz.plot_history([])
