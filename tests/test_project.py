@@ -1,10 +1,13 @@
 """The project's own files agree with each other: dependencies, constraints, CI."""
 
+import importlib.util
 import re
 
 import yaml
 from conftest import ROOT
 from packaging.requirements import Requirement
+
+from course_utils import runtime
 
 try:
     import tomllib
@@ -42,3 +45,17 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make run" in readme
+
+
+def test_make_run_picks_full_mode_only_when_the_data_is_here(monkeypatch, tmp_path, kvasir_twin):
+    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
+    monkeypatch.setattr(runtime, "KAGGLE_INPUT", tmp_path / "no-kaggle")
+    mode, why = runner.choose_mode("03", None)
+    assert mode == "smoke" and "kvasir_seg" in why
+    monkeypatch.setenv("COURSE_DATA_DIR", str(kvasir_twin.parent))
+    assert runner.choose_mode("03", None)[0] == "full"
+    assert runner.choose_mode("03", "smoke")[0] == "smoke"

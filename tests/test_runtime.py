@@ -66,3 +66,11 @@ def test_report_prints_and_writes_for_the_runner(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("COURSE_RESULT_FILE", str(target))
     runtime.report(dice=0.8123, note="ok")
     assert json.loads(target.read_text())["dice"] == 0.8123
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((6, 0), torch.float16),
+                                                   ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_amp_dtype_follows_the_gpu_generation(monkeypatch, capability, expected):
+    # T4 (7.5) and P100 (6.0) get fp16 with loss scaling; Ampere (8.0) and later get bf16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda dev=None: capability)
+    assert runtime.amp_dtype(torch.device("cuda")) is expected
