@@ -53,6 +53,14 @@ def test_official_layout_gets_a_seeded_disjoint_split(tmp_path):
     assert KvasirSeg(root, "val", seed=3).ids == val.ids and train.split_source == "seeded split"
 
 
+def test_a_single_split_file_gives_its_complement_to_the_other_split(kvasir_twin, tmp_path):
+    root = shutil.copytree(kvasir_twin, tmp_path / "copy")
+    (root / "train.txt").unlink()
+    train, val = KvasirSeg(root, "train"), KvasirSeg(root, "val")
+    assert len(val) == 3 and len(train) == 7 and not set(train.ids) & set(val.ids)
+    assert "not in" in train.split_source
+
+
 def test_transform_receives_image_and_mask_together(kvasir_twin):
     tf = A.Compose([A.Resize(32, 48), A.Normalize(), ToTensorV2()])
     image, mask = KvasirSeg(kvasir_twin, "val", transform=tf)[0]

@@ -101,21 +101,26 @@ class KvasirSeg(Dataset):
             raise FileNotFoundError(f"{len(missing)} images have no mask in {self.image_root / 'masks'}, "
                                     f"e.g. {missing[0]}; the copy is incomplete: download it again")
         split_files = {s: _find_split_file(self.image_root, self.root, s) for s in ("train", "val")}
-        self.split_source = "seeded split"
-        if split == "all":
-            ids = sorted(images)
-        elif split_files[split] is not None:
-            ids = _read_split(split_files[split])
-            self.split_source = str(split_files[split])
-            unknown = [i for i in ids if i not in images]
+        listed = {s: _read_split(f) for s, f in split_files.items() if f is not None}
+        for s, listed_ids in listed.items():
+            unknown = [i for i in listed_ids if i not in images]
             if unknown:
-                raise FileNotFoundError(f"{split_files[split]} lists {len(unknown)} ids with no image in "
+                raise FileNotFoundError(f"{split_files[s]} lists {len(unknown)} ids with no image in "
                                         f"{self.image_root / 'images'}, e.g. {unknown[0]}")
+        if split == "all":
+            ids, self.split_source = sorted(images), "all images"
+        elif split in listed:
+            ids, self.split_source = listed[split], str(split_files[split])
+        elif listed:  # only the other split's file: this split is the rest
+            other = "val" if split == "train" else "train"
+            ids = sorted(set(images) - set(listed[other]))
+            self.split_source = f"all images not in {split_files[other]}"
         else:
             shuffled = sorted(images)
             random.Random(seed).shuffle(shuffled)
             n_val = max(1, round(len(shuffled) * val_fraction))
             ids = sorted(shuffled[:n_val] if split == "val" else shuffled[n_val:])
+            self.split_source = "seeded split"
         self.ids = ids
         self.image_paths = [images[i] for i in ids]
         self.mask_paths = [masks[i] for i in ids]
