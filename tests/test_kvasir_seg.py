@@ -100,3 +100,13 @@ def test_real_samples_in_both_nestings(tmp_path, nesting):
     raw = np.asarray(Image.open(ds.mask_paths[0]).convert("L"))
     assert (raw > 0).sum() > (raw >= 128).sum()  # the pitfall: compression noise is not polyp
     assert ds[0][1].sum() == (raw >= 128).sum()
+
+
+def test_dataset_with_a_pipeline_reaches_spawned_workers(kvasir_twin):
+    # spawn is the default start method on macOS and Windows (and forkserver on Linux from Python 3.14):
+    # everything a worker needs must pickle, so the notebooks pass a plain A.Compose, never a notebook function
+    tf = A.Compose([A.HorizontalFlip(), A.Resize(32, 32), A.Normalize(), ToTensorV2()], seed=0)
+    loader = torch.utils.data.DataLoader(KvasirSeg(kvasir_twin, "train", transform=tf), batch_size=4,
+                                         num_workers=1, multiprocessing_context="spawn")
+    images, masks = next(iter(loader))
+    assert images.shape == (4, 3, 32, 32) and masks.shape == (4, 32, 32)
