@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course_utils import runtime
-from course_utils.datasets import kvasir_seg
+from course_utils.datasets import camvid, kvasir_seg
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,18 @@ REGISTRY: dict[str, DatasetInfo] = {
             citation="Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020",
             write_twin=kvasir_seg.write_twin,
             twin_version=kvasir_seg.TWIN_VERSION,
+        ),
+        DatasetInfo(
+            name="camvid",
+            title="CamVid: 701 street-scene frames with 32-class colour-coded labels",
+            notebook="02",
+            marker="CamVid/class_dict.csv",
+            kaggle="carlolepelaars/camvid",
+            licence="research and educational use (see mi.eng.cam.ac.uk/research/projects/VideoRec/CamVid)",
+            citation="Brostow, Fauqueur, Cipolla, Semantic object classes in video: a high-definition ground "
+                     "truth database, Pattern Recognition Letters 2009",
+            write_twin=camvid.write_twin,
+            twin_version=camvid.TWIN_VERSION,
         ),
     ]
 }

@@ -5,8 +5,10 @@ the GPU supports it, gradient accumulation and clipping, a scheduler stepped eve
 step, validation every epoch, the best checkpoint, a checkpoint every epoch so that a dead
 Kaggle session resumes where it stopped, and early stopping.
 
-Batches are ``(inputs, targets)`` pairs. A metric is a function ``(outputs, targets) -> tensor``
-of one score per sample; ``evaluate`` averages it over all samples.
+Batches are ``(inputs, targets)`` pairs. A metric is either a function ``(outputs, targets) ->
+tensor`` of one score per sample, which ``evaluate`` averages over all samples (Dice of polyps),
+or an object with ``reset()``, ``update(outputs, targets)`` and ``compute()`` that accumulates
+over the whole set (mIoU from one confusion matrix, ``metrics.MeanIoU``).
 """
 
 from __future__ import annotations
@@ -50,7 +52,11 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
     dev = device or next(model.parameters()).device
     model.eval()
     metrics = metrics or {}
-    sums = dict.fromkeys(["val_loss", *metrics], 0.0)
+    accumulating = {name: m for name, m in metrics.items() if hasattr(m, "update")}
+    per_sample = {name: m for name, m in metrics.items() if name not in accumulating}
+    for metric in accumulating.values():
+        metric.reset()
+    sums = dict.fromkeys(["val_loss", *per_sample], 0.0)
     count = 0
     for batch in loader:
         inputs, targets = _to(batch, dev)
@@ -59,27 +65,34 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
             if loss_fn is not None:
                 sums["val_loss"] += float(loss_fn(outputs, targets)) * len(inputs)
         outputs = outputs.float()
-        for name, metric in metrics.items():
+        for name, metric in per_sample.items():
             sums[name] += float(metric(outputs, targets).sum())
+        for metric in accumulating.values():
+            metric.update(outputs, targets)
         count += len(inputs)
     if count == 0:
         raise ValueError("the evaluation loader yielded no samples")
     if loss_fn is None:
         del sums["val_loss"]
-    return {name: total / count for name, total in sums.items()}
+    return {**{name: total / count for name, total in sums.items()},
+            **{name: float(metric.compute()) for name, metric in accumulating.items()}}
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: Iterable, device: torch.device | None = None,
-            amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """All outputs and targets of ``loader``, concatenated on the CPU in float32."""
+def predict(model: nn.Module, loader: Iterable, device: torch.device | None = None, amp: bool = True,
+            postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All outputs and targets of ``loader``, concatenated on the CPU.
+
+    Outputs are float32, or what ``postprocess`` makes of each batch: ``lambda out: out.argmax(1)``
+    keeps class maps instead of every class score, a fraction of the memory."""
     dev = device or next(model.parameters()).device
     model.eval()
     outputs, targets = [], []
     for batch in loader:
         inputs, target = _to(batch, dev)
         with autocast(dev, amp):
-            outputs.append(model(inputs).float().cpu())
+            output = model(inputs).float()
+        outputs.append((postprocess(output) if postprocess else output).cpu())
         targets.append(target.cpu())
     return torch.cat(outputs), torch.cat(targets)
 

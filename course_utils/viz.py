@@ -39,20 +39,23 @@ def to_numpy_image(image, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[f
     return (image.clamp(0, 1) * 255).round().byte().numpy()
 
 
-def colorize(mask) -> np.ndarray:
-    """Class ids ``(H, W)`` to an RGB picture in the course palette."""
+def colorize(mask, palette=PALETTE) -> np.ndarray:
+    """Class ids ``(H, W)`` to an RGB picture; ids outside the palette (ignore labels) are black."""
     mask = np.asarray(mask).astype(np.int64)
-    return PALETTE[mask % len(PALETTE)]
+    palette = np.asarray(palette, dtype=np.uint8)
+    return np.where((mask < len(palette))[..., None], palette[mask.clip(0, len(palette) - 1)], 0).astype(np.uint8)
 
 
-def overlay(image, mask, alpha: float = 0.5) -> np.ndarray:
-    """Blend the palette colours of ``mask`` over ``image``; background pixels stay untouched."""
+def overlay(image, mask, alpha: float = 0.5, palette=PALETTE, skip_zero: bool = True) -> np.ndarray:
+    """Blend the palette colours of ``mask`` over ``image``. With ``skip_zero`` (binary masks, where
+    0 is background) class 0 stays untouched; for class maps pass ``skip_zero=False``."""
     image = to_numpy_image(image).astype(np.float32)
     mask = np.asarray(mask).astype(np.int64)
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape[:2]}")
-    colour = colorize(mask).astype(np.float32)
-    blended = np.where((mask > 0)[..., None], (1 - alpha) * image + alpha * colour, image)
+    colour = colorize(mask, palette).astype(np.float32)
+    painted = (mask > 0) if skip_zero else (mask < len(palette))
+    blended = np.where(painted[..., None], (1 - alpha) * image + alpha * colour, image)
     return blended.round().astype(np.uint8)
 
 
@@ -67,17 +70,37 @@ def error_map(pred, truth) -> np.ndarray:
     return out
 
 
-def show_predictions(images, truths, preds=None, titles: Sequence[str] | None = None,
-                     max_rows: int = 6) -> plt.Figure:
-    """One row per sample: image | truth overlay | (prediction overlay | error map)."""
+CLASS_ERROR_COLORS = {"right": (200, 200, 200), "wrong": (230, 159, 0), "ignored": (0, 0, 0)}
+
+
+def class_error_map(pred, truth, ignore_index: int) -> np.ndarray:
+    """RGB picture of a class map against the truth: right grey, wrong orange, ignored pixels black."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    out = np.zeros((*truth.shape, 3), np.uint8)
+    valid = truth != ignore_index
+    out[valid & (pred == truth)] = CLASS_ERROR_COLORS["right"]
+    out[valid & (pred != truth)] = CLASS_ERROR_COLORS["wrong"]
+    return out
+
+
+def show_predictions(images, truths, preds=None, titles: Sequence[str] | None = None, max_rows: int = 6,
+                     class_names: Sequence[str] | None = None, palette=PALETTE,
+                     ignore_index: int | None = None) -> plt.Figure:
+    """One row per sample: image | truth overlay | (prediction overlay | error map).
+
+    Binary masks by default. For class maps pass ``class_names`` (a legend of the classes, class 0
+    painted too) and ``ignore_index`` (errors become right/wrong, ignored pixels black)."""
     n = min(len(images), max_rows)
     columns = ["image", "truth"] + (["prediction", "errors"] if preds is not None else [])
     fig, axes = plt.subplots(n, len(columns), figsize=(3.2 * len(columns), 3.0 * n), squeeze=False)
+    skip_zero = class_names is None
     for row in range(n):
         image = to_numpy_image(images[row])
-        panels = [image, overlay(image, truths[row])]
+        panels = [image, overlay(image, truths[row], palette=palette, skip_zero=skip_zero)]
         if preds is not None:
-            panels += [overlay(image, preds[row]), error_map(preds[row], truths[row])]
+            errors = (error_map(preds[row], truths[row]) if ignore_index is None
+                      else class_error_map(preds[row], truths[row], ignore_index))
+            panels += [overlay(image, preds[row], palette=palette, skip_zero=skip_zero), errors]
         for col, panel in enumerate(panels):
             ax = axes[row, col]
             ax.imshow(panel)
@@ -87,10 +110,38 @@ def show_predictions(images, truths, preds=None, titles: Sequence[str] | None = 
                 ax.set_title(columns[col])
         if titles is not None:
             axes[row, 0].set_ylabel(titles[row], fontsize=9)
+    legend = {}
+    if class_names is not None:
+        legend.update({name: palette[i] for i, name in enumerate(class_names)})
     if preds is not None:
-        handles = [Patch(color=np.array(c) / 255, label=k) for k, c in ERROR_COLORS.items()]
-        fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
-    fig.tight_layout(rect=(0, 0.03 if preds is not None else 0, 1, 1))
+        legend.update(ERROR_COLORS if ignore_index is None else CLASS_ERROR_COLORS)
+    if legend:
+        handles = [Patch(facecolor=np.array(c) / 255, edgecolor="0.5", label=k) for k, c in legend.items()]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), frameon=False, fontsize=8)
+    rows_of_legend = -(-len(legend) // 8)
+    fig.tight_layout(rect=(0, min(0.01 + 0.08 * rows_of_legend / n, 0.3) if legend else 0, 1, 1))
+    return fig
+
+
+def plot_confusion_matrix(cm, class_names: Sequence[str], normalize: bool = True) -> plt.Figure:
+    """The confusion matrix (rows = truth) as a heat map; normalised per row, each row shows where
+    the pixels of one true class went (the diagonal is that class's recall)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    values = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(0.55 * n + 2.5, 0.55 * n + 2))
+    im = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    ax.set_xticks(range(n), class_names, rotation=60, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set(xlabel="predicted", ylabel="true")
+    if n <= 20:
+        for t in range(n):
+            for p in range(n):
+                if values[t, p] >= 0.01:
+                    ax.text(p, t, f"{values[t, p]:.2f}" if normalize else f"{int(values[t, p])}", ha="center",
+                            va="center", fontsize=7, color="white" if values[t, p] > 0.5 * values.max() else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
     return fig
 
 

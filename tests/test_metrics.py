@@ -5,7 +5,15 @@ import torch
 from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassJaccardIndex
 from torchmetrics.functional.segmentation import dice_score as tm_dice
 
-from course_utils.metrics import confusion_matrix, dice_score, iou_per_class, iou_score, mean_iou, pixel_accuracy
+from course_utils.metrics import (
+    boundary_band,
+    confusion_matrix,
+    dice_score,
+    iou_per_class,
+    iou_score,
+    mean_iou,
+    pixel_accuracy,
+)
 
 
 @pytest.fixture
@@ -86,3 +94,13 @@ def test_confusion_matrix_rows_are_truth_and_bad_ids_are_errors():
     assert cm.tolist() == [[0, 1], [0, 0]]
     with pytest.raises(ValueError, match="ignore_index"):
         confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 255]), 2)
+
+
+def test_boundary_band_marks_pixels_near_a_change_of_class():
+    labels = torch.zeros(6, 8, dtype=torch.long)
+    labels[:, 4:] = 1  # a vertical boundary between columns 3 and 4
+    band = boundary_band(labels, width=1)
+    assert band[:, 3:5].all() and not band[:, :3].any() and not band[:, 5:].any()
+    assert boundary_band(labels, width=2)[:, 2:6].all()
+    batch = boundary_band(torch.stack([labels, torch.zeros_like(labels)]), width=1)
+    assert batch.shape == (2, 6, 8) and not batch[1].any()  # no boundary in a single-class map

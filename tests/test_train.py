@@ -124,3 +124,17 @@ def test_predict_evaluate_and_speed():
     result = train.evaluate(model, vl, LOSS, METRICS)
     assert set(result) == {"val_loss", "acc"} and 0 <= result["acc"] <= 1
     assert train.images_per_second(model, (2, 2, 6, 6), iters=2, warmup=1) > 0
+
+
+def test_accumulating_metric_is_computed_over_the_whole_set_and_predict_can_postprocess():
+    from course_utils.metrics import MeanIoU, confusion_matrix, mean_iou
+
+    torch.manual_seed(0)
+    model = nn.Conv2d(2, 3, 1)  # three classes
+    data = TensorDataset(torch.randn(10, 2, 5, 5), torch.randint(0, 3, (10, 5, 5)))
+    loader = DataLoader(data, 4)  # batches of 4, 4 and 2: a per-batch mean would weigh them wrongly
+    result = train.evaluate(model, loader, metrics={"miou": MeanIoU(3)})
+    labels, targets = train.predict(model, loader, postprocess=lambda out: out.argmax(1))
+    assert labels.shape == (10, 5, 5) and labels.dtype == torch.int64
+    assert result["miou"] == pytest.approx(mean_iou(confusion_matrix(labels, targets, 3)))
+    assert train.evaluate(model, loader, metrics={"miou": MeanIoU(3)}) == result  # reset between runs

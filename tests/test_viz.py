@@ -52,3 +52,22 @@ def test_grids_and_curves():
     assert [line.get_label() for line in fig.axes[1].lines] == ["dice"]
     with pytest.raises(ValueError, match="empty"):
         viz.plot_history([])
+
+
+def test_class_maps_with_a_palette_and_ignored_pixels():
+    palette = [(10, 20, 30), (200, 0, 0)]
+    labels = np.array([[0, 1, 255]])
+    assert [tuple(c) for c in viz.colorize(labels, palette)[0]] == [(10, 20, 30), (200, 0, 0), (0, 0, 0)]
+    out = viz.overlay(np.zeros((1, 3, 3), np.uint8), labels, alpha=1.0, palette=palette, skip_zero=False)
+    assert tuple(out[0, 0]) == (10, 20, 30) and tuple(out[0, 2]) == (0, 0, 0)  # class 0 painted, 255 not
+    errors = viz.class_error_map(np.array([[0, 0, 1]]), labels, ignore_index=255)
+    assert [tuple(c) for c in errors[0]] == [viz.CLASS_ERROR_COLORS[k] for k in ("right", "wrong", "ignored")]
+    fig = viz.show_predictions([np.zeros((1, 3, 3), np.uint8)], [labels], [labels], class_names=["a", "b"],
+                               palette=palette, ignore_index=255)
+    assert {t.get_text() for t in fig.legends[0].get_texts()} == {"a", "b", "right", "wrong", "ignored"}
+
+
+def test_confusion_matrix_plot_normalises_rows():
+    fig = viz.plot_confusion_matrix(np.array([[8, 2], [0, 5]]), ["x", "y"])
+    image = fig.axes[0].images[0].get_array()
+    assert np.allclose(image, [[0.8, 0.2], [0.0, 1.0]])

@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from course_utils.datasets import read_image
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_THRESHOLD = 128
 TWIN_VERSION = 1
@@ -39,12 +41,6 @@ def find_image_root(root: Path, max_depth: int = 3) -> Path:
     raise FileNotFoundError(f"no folder with both images/ and masks/ found in {root} (searched {max_depth} "
                             f"levels down); expected Kvasir-SEG/images and Kvasir-SEG/masks as in the "
                             f"official zip or the Kaggle copy")
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An RGB image as a uint8 array of shape (H, W, 3)."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def read_mask(path: Path) -> np.ndarray:

@@ -1,10 +1,13 @@
 """The field's metrics, each with its convention stated and tested against a reference library.
 
 ``binary``: per-image Dice and IoU for binary masks. ``confusion``: the dataset-level confusion
-matrix and the per-class IoU / mIoU built from it.
+matrix and the per-class IoU / mIoU built from it. ``boundary``: the band of pixels near class
+boundaries, for boundary-quality (trimap) scores.
 """
 
 from course_utils.metrics.binary import dice_score, iou_score
-from course_utils.metrics.confusion import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from course_utils.metrics.boundary import boundary_band
+from course_utils.metrics.confusion import MeanIoU, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 
-__all__ = ["dice_score", "iou_score", "confusion_matrix", "iou_per_class", "mean_iou", "pixel_accuracy"]
+__all__ = ["MeanIoU", "boundary_band", "confusion_matrix", "dice_score", "iou_per_class", "iou_score", "mean_iou",
+           "pixel_accuracy"]

@@ -45,3 +45,22 @@ def pixel_accuracy(cm: torch.Tensor) -> float:
     """Fraction of (non-ignored) pixels whose class is right."""
     cm = torch.as_tensor(cm).double()
     return float(cm.diagonal().sum() / cm.sum().clamp(min=1))
+
+
+class MeanIoU:
+    """mIoU accumulated over a whole dataset, for ``train.evaluate``/``fit``: ``update`` adds each
+    batch's confusion matrix (class scores are turned into class maps by argmax), ``compute`` gives
+    the mean IoU of the total. The matrix stays in ``self.cm`` for per-class numbers."""
+
+    def __init__(self, num_classes: int, ignore_index: int | None = None):
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.reset()
+
+    def reset(self) -> None:
+        self.cm = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
+
+    def update(self, scores: torch.Tensor, target: torch.Tensor) -> None:
+        self.cm += confusion_matrix(scores.argmax(1), target, self.num_classes, self.ignore_index)
+
+    def compute(self) -> float:
+        return mean_iou(self.cm)

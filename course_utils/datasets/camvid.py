@@ -1,0 +1,308 @@
+"""CamVid street scenes: the torch Dataset over the Kaggle layout, and its synthetic twin.
+
+Layout (Kaggle ``carlolepelaars/camvid``; ``root`` is what ``data.locate`` returns)::
+
+    CamVid/class_dict.csv                      name,r,g,b: 32 rows, some with a space after a comma
+    CamVid/{train,val,test}/<name>.png         960x720 RGB frames
+    CamVid/{train,val,test}_labels/<name>_L.png  labels, RGB colour-coded (one colour per class)
+
+Labels become class ids by **exact** colour match through ``class_dict.csv``. ``Void`` and any
+colour not in the file become ``IGNORE_INDEX``, which losses and metrics skip. Labels must be
+resized with nearest neighbour only: interpolating colours invents colours of no class.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+from torch.utils.data import Dataset
+
+from course_utils.datasets import read_image
+
+IGNORE_INDEX = 255
+SPLITS = ("train", "val", "test")
+TWIN_VERSION = 1
+
+# The widely used 11-class grouping of the 32 CamVid classes (SegNet's benchmark); Void is ignored.
+GROUPS_11 = {
+    "Sky": ["Sky"],
+    "Building": ["Building", "Archway", "Bridge", "Tunnel", "Wall"],
+    "Pole": ["Column_Pole", "TrafficCone"],
+    "Road": ["Road", "LaneMkgsDriv", "LaneMkgsNonDriv"],
+    "Pavement": ["Sidewalk", "ParkingBlock", "RoadShoulder"],
+    "Tree": ["Tree", "VegetationMisc"],
+    "SignSymbol": ["SignSymbol", "Misc_Text", "TrafficLight"],
+    "Fence": ["Fence"],
+    "Car": ["Car", "SUVPickupTruck", "Truck_Bus", "Train", "OtherMoving"],
+    "Pedestrian": ["Pedestrian", "Child", "CartLuggagePram", "Animal"],
+    "Bicyclist": ["Bicyclist", "MotorcycleScooter"],
+}
+
+
+def find_camvid_root(root: Path, max_depth: int = 3) -> Path:
+    """The folder below ``root`` that holds ``class_dict.csv`` (shallowest first)."""
+    level = [Path(root)]
+    for _ in range(max_depth + 1):
+        for folder in level:
+            if (folder / "class_dict.csv").is_file():
+                return folder
+        level = sorted(p for folder in level for p in folder.iterdir() if p.is_dir())
+    raise FileNotFoundError(f"no class_dict.csv found in {root} (searched {max_depth} levels down); expected "
+                            f"the Kaggle CamVid layout CamVid/class_dict.csv with train/ and train_labels/")
+
+
+def read_class_dict(path: Path) -> list[tuple[str, tuple[int, int, int]]]:
+    """``[(name, (r, g, b)), ...]`` in file order, tolerant of the spaces after commas."""
+    with open(path, newline="") as f:
+        rows = [[cell.strip() for cell in row] for row in csv.reader(f) if row]
+    if not rows or [c.lower() for c in rows[0]] != ["name", "r", "g", "b"]:
+        raise ValueError(f"{path}: expected the header 'name,r,g,b', found {rows[0] if rows else 'an empty file'}")
+    classes = []
+    for number, row in enumerate(rows[1:], start=2):
+        try:
+            name, r, g, b = row
+            classes.append((name, (int(r), int(g), int(b))))
+        except ValueError as error:
+            raise ValueError(f"{path}, line {number}: expected 'name,r,g,b' with integer colours, "
+                             f"found {row}") from error
+    return classes
+
+
+def rgb_to_ids(label_rgb: np.ndarray, colours: dict[tuple[int, int, int], int]) -> np.ndarray:
+    """Colour-coded (H, W, 3) uint8 label to (H, W) class ids; colours not in ``colours`` -> IGNORE_INDEX.
+
+    Each colour becomes one integer r*65536 + g*256 + b; a binary search in the sorted known codes
+    finds its class, and a code that is not there exactly is ignored (no nearest colour is guessed).
+    """
+    codes = (label_rgb[..., 0].astype(np.int64) << 16) | (label_rgb[..., 1].astype(np.int64) << 8) | label_rgb[..., 2]
+    known = np.array(sorted(((r << 16) | (g << 8) | b, i) for (r, g, b), i in colours.items()), dtype=np.int64)
+    position = np.searchsorted(known[:, 0], codes).clip(max=len(known) - 1)
+    exact = known[position, 0] == codes
+    return np.where(exact, known[position, 1], IGNORE_INDEX).astype(np.uint8)
+
+
+class CamVid(Dataset):
+    """CamVid frames and their class-id labels.
+
+    ``classes="32"``: the classes of ``class_dict.csv`` in file order, without Void (31 classes).
+    ``classes="11"``: the 11-class grouping of ``GROUPS_11`` used by SegNet and most papers since.
+    In both, Void and unknown colours are ``IGNORE_INDEX`` (255).
+
+    Without a ``transform`` an item is ``(image uint8 HxWx3, label uint8 HxW)``; with one (an
+    albumentations pipeline, which resizes masks with nearest neighbour), the transformed pair.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", classes: str = "11", transform: Callable | None = None):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+        if classes not in ("11", "32"):
+            raise ValueError(f"classes must be '11' or '32', not {classes!r}")
+        self.root = find_camvid_root(Path(root))
+        self.transform = transform
+        table = read_class_dict(self.root / "class_dict.csv")
+        if classes == "32":
+            self.class_names = [name for name, _ in table if name != "Void"]
+            self.class_colours = [colour for name, colour in table if name != "Void"]
+            self.colour_to_id = {colour: i for i, colour in enumerate(self.class_colours)}
+        else:
+            self.class_names = list(GROUPS_11)
+            by_name = dict(table)
+            missing = [n for members in GROUPS_11.values() for n in members if n not in by_name]
+            if missing:
+                raise ValueError(f"{self.root / 'class_dict.csv'} lacks classes {missing} needed by the 11-class "
+                                 f"grouping; use classes='32'")
+            self.colour_to_id = {by_name[n]: i for i, members in enumerate(GROUPS_11.values()) for n in members}
+            self.class_colours = [by_name[members[0]] for members in GROUPS_11.values()]
+        image_dir, label_dir = self.root / split, self.root / f"{split}_labels"
+        for folder in (image_dir, label_dir):
+            if not folder.is_dir():
+                raise FileNotFoundError(f"{folder} is missing; the CamVid layout has {split}/ and {split}_labels/ "
+                                        f"beside class_dict.csv")
+        self.image_paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() == ".png")
+        if not self.image_paths:
+            raise FileNotFoundError(f"no .png frames in {image_dir}")
+        self.label_paths = [label_dir / f"{p.stem}_L.png" for p in self.image_paths]
+        missing = [p for p in self.label_paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} frames in {image_dir} have no label, e.g. {missing[0]} "
+                                    f"(CamVid labels are named <frame>_L.png)")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def read_label(self, index: int) -> np.ndarray:
+        with Image.open(self.label_paths[index]) as im:
+            return rgb_to_ids(np.asarray(im.convert("RGB")), self.colour_to_id)
+
+    def __getitem__(self, index: int):
+        image, label = read_image(self.image_paths[index]), self.read_label(index)
+        if image.shape[:2] != label.shape:
+            raise ValueError(f"{self.label_paths[index]} is {label.shape[1]}x{label.shape[0]} but its frame is "
+                             f"{image.shape[1]}x{image.shape[0]}; frame and label must be the same size")
+        if self.transform is None:
+            return image, label
+        out = self.transform(image=image, mask=label)
+        return out["image"], out["mask"]
+
+
+# --- the synthetic twin -------------------------------------------------------------------------
+
+# the real class_dict.csv, spacing quirks included
+CLASS_DICT_CSV = """name,r,g,b
+Animal,64,128,64
+Archway,192,0,128
+Bicyclist,0,128, 192
+Bridge,0, 128, 64
+Building,128, 0, 0
+Car,64, 0, 128
+CartLuggagePram,64, 0, 192
+Child,192, 128, 64
+Column_Pole,192, 192, 128
+Fence,64, 64, 128
+LaneMkgsDriv,128, 0, 192
+LaneMkgsNonDriv,192, 0, 64
+Misc_Text,128, 128, 64
+MotorcycleScooter,192, 0, 192
+OtherMoving,128, 64, 64
+ParkingBlock,64, 192, 128
+Pedestrian,64, 64, 0
+Road,128, 64, 128
+RoadShoulder,128, 128, 192
+Sidewalk,0, 0, 192
+SignSymbol,192, 128, 128
+Sky,128, 128, 128
+SUVPickupTruck,64, 128,192
+TrafficCone,0, 0, 64
+TrafficLight,0, 64, 64
+Train,192, 64, 128
+Tree,128, 128, 0
+Truck_Bus,192, 128, 192
+Tunnel,64, 0, 64
+VegetationMisc,192, 192, 0
+Void,0, 0, 0
+Wall,64, 192, 0
+"""
+
+
+def _jitter(rng: np.random.Generator, colour, amount: int = 25) -> tuple[int, ...]:
+    return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)
+
+
+def _twin_scene(rng: np.random.Generator, width: int, height: int, colours: dict[str, tuple]) -> tuple:
+    """One street scene: the photo-like frame and its colour-coded label, drawn with the same shapes."""
+    image = Image.new("RGB", (width, height))
+    label = Image.new("RGB", (width, height), colours["Void"])
+    draw_i, draw_l = ImageDraw.Draw(image), ImageDraw.Draw(label)
+
+    def shape(kind: str, xy, cls: str, fill) -> None:
+        getattr(draw_i, kind)(xy, fill=fill)
+        getattr(draw_l, kind)(xy, fill=colours[cls])
+
+    horizon = int(height * rng.uniform(0.38, 0.52))
+    vanish = width * rng.uniform(0.4, 0.6)
+    # sky with a vertical gradient, drawn in bands
+    top, bottom = np.array(_jitter(rng, (150, 180, 215))), np.array(_jitter(rng, (215, 222, 230)))
+    for y in range(0, horizon, 4):
+        shade = tuple(int(v) for v in top + (bottom - top) * y / horizon)
+        shape("rectangle", [0, y, width, y + 4], "Sky", shade)
+    # buildings with windows along the skyline, then trees in front of some
+    x = 0
+    while x < width:
+        w = int(rng.integers(width // 8, width // 4))
+        top_y = int(rng.integers(int(horizon * 0.15), int(horizon * 0.7)))
+        wall = _jitter(rng, (150, 110, 90), 40)
+        shape("rectangle", [x, top_y, x + w, horizon + height // 10], "Building", wall)
+        for wy in range(top_y + 8, horizon, 16):
+            for wx in range(x + 6, x + w - 10, 14):
+                draw_i.rectangle([wx, wy, wx + 6, wy + 8], fill=_jitter(rng, (70, 80, 95), 15))
+        x += w
+    for _ in range(int(rng.integers(1, 4))):
+        cx, cy, r = rng.uniform(0, width), horizon * rng.uniform(0.5, 0.9), rng.uniform(height * 0.08, height * 0.16)
+        shape("ellipse", [cx - r, cy - r, cx + r, cy + r * 1.2], "Tree", _jitter(rng, (70, 110, 45), 20))
+        shape("rectangle", [cx - r * 0.08, cy + r, cx + r * 0.08, horizon + height * 0.1], "Tree", (80, 60, 40))
+    # pavements and the road in perspective, with lane markings
+    pave = _jitter(rng, (170, 165, 150), 15)
+    shape("rectangle", [0, horizon + height // 10, width, height], "Sidewalk", pave)
+    road = _jitter(rng, (90, 90, 95), 12)
+    left_edge, right_edge = width * rng.uniform(-0.2, 0.1), width * rng.uniform(0.9, 1.2)
+    shape("polygon", [(vanish - width * 0.04, horizon + height // 10), (vanish + width * 0.04, horizon + height // 10),
+                      (right_edge, height), (left_edge, height)], "Road", road)
+    for t in np.linspace(0.15, 0.95, 6)[::2]:
+        y0 = horizon + height // 10 + (height - horizon) * t
+        y1 = y0 + (height - horizon) * 0.1
+        half = 1 + 3 * t
+        shape("polygon", [(vanish - half, y0), (vanish + half, y0), (vanish + half * 1.6, min(y1, height)),
+                          (vanish - half * 1.6, min(y1, height))], "LaneMkgsDriv", (235, 235, 225))
+    # a fence on one side, poles with signs, cars on the road, pedestrians on the pavement
+    if rng.random() < 0.6:
+        fx = (0, width * 0.25) if rng.random() < 0.5 else (width * 0.75, width)
+        fy = horizon + height * rng.uniform(0.05, 0.1)
+        for px in np.arange(fx[0], fx[1], 10):
+            shape("rectangle", [px, fy, px + 3, fy + height * 0.12], "Fence", (120, 100, 80))
+        shape("rectangle", [fx[0], fy + 4, fx[1], fy + 8], "Fence", (120, 100, 80))
+    for _ in range(int(rng.integers(1, 4))):
+        px = rng.uniform(0.05, 0.95) * width
+        base = horizon + height * rng.uniform(0.15, 0.3)
+        shape("rectangle", [px, base - height * 0.35, px + 4, base], "Column_Pole", (60, 60, 60))
+        if rng.random() < 0.6:
+            shape("rectangle", [px - 8, base - height * 0.35, px + 12, base - height * 0.3], "SignSymbol",
+                  _jitter(rng, (200, 40, 40), 30))
+    for _ in range(int(rng.integers(1, 4))):
+        depth = rng.uniform(0.2, 1.0)  # 0 far, 1 near
+        cw, ch = width * (0.08 + 0.18 * depth), height * (0.05 + 0.12 * depth)
+        cy = horizon + height // 10 + (height - horizon) * depth * 0.7
+        cx = vanish + (rng.uniform(-0.6, 0.6) * width * depth)
+        body = _jitter(rng, [(180, 30, 30), (30, 60, 160), (220, 220, 220), (30, 30, 30), (200, 170, 40)]
+                       [rng.integers(0, 5)], 20)
+        shape("rectangle", [cx - cw / 2, cy - ch, cx + cw / 2, cy], "Car", body)
+        shape("rectangle", [cx - cw / 3, cy - ch * 1.5, cx + cw / 3, cy - ch], "Car", tuple(v // 2 + 60 for v in body))
+        for wx in (cx - cw / 3, cx + cw / 3):
+            shape("ellipse", [wx - ch * 0.25, cy - ch * 0.25, wx + ch * 0.25, cy + ch * 0.25], "Car", (20, 20, 20))
+    for _ in range(int(rng.integers(0, 4))):
+        kind = "Bicyclist" if rng.random() < 0.2 else "Pedestrian"
+        px = rng.uniform(0.02, 0.98) * width
+        base = horizon + height * rng.uniform(0.15, 0.5)
+        h = height * rng.uniform(0.12, 0.22)
+        shape("ellipse", [px - h * 0.13, base - h, px + h * 0.13, base], kind, _jitter(rng, (60, 50, 90), 40))
+        shape("ellipse", [px - h * 0.08, base - h * 1.15, px + h * 0.08, base - h * 0.92], kind, (220, 180, 150))
+        if kind == "Bicyclist":
+            shape("ellipse", [px - h * 0.35, base - h * 0.2, px + h * 0.35, base + h * 0.1], kind, (30, 30, 30))
+    # like the real labels, a thin Void seam where the annotator's polygons meet
+    edges = np.asarray(label.filter(ImageFilter.FIND_EDGES).convert("L")) > 0
+    label_arr = np.asarray(label).copy()
+    label_arr[edges & (rng.random(edges.shape) < 0.5)] = colours["Void"]
+    # sensor noise and a global exposure change on the frame only
+    frame = np.asarray(image).astype(np.float32) * rng.uniform(0.75, 1.15) + rng.normal(0, 7, (height, width, 3))
+    return np.clip(frame, 0, 255).astype(np.uint8), label_arr
+
+
+def write_twin(root: str | Path, counts: dict[str, int] | None = None, size: tuple[int, int] = (480, 360),
+               seed: int = 0) -> Path:
+    """Write a small CamVid look-alike in the Kaggle layout: RGB frames, colour-coded ``_L.png`` labels
+    and the real ``class_dict.csv`` (spaces after commas included). Frames are 480x360 (half the real
+    960x720) to keep smoke runs fast; names follow the real ``0001TP_006690`` pattern."""
+    counts = counts or {"train": 24, "val": 8, "test": 4}
+    root = Path(root)
+    camvid = root / "CamVid"
+    camvid.mkdir(parents=True, exist_ok=True)
+    (camvid / "class_dict.csv").write_text(CLASS_DICT_CSV)
+    colours = dict(read_class_dict(camvid / "class_dict.csv"))
+    rng = np.random.default_rng(seed)
+    for split, count in counts.items():
+        (camvid / split).mkdir(exist_ok=True)
+        (camvid / f"{split}_labels").mkdir(exist_ok=True)
+        sequence = {"train": "0001TP", "val": "0016E5", "test": "Seq05VD"}[split]
+        for i in range(count):
+            frame, label = _twin_scene(rng, *size, colours)
+            name = f"{sequence}_{6690 + 30 * i:06d}"
+            Image.fromarray(frame).save(camvid / split / f"{name}.png")
+            Image.fromarray(label).save(camvid / f"{split}_labels" / f"{name}_L.png")
+    return root
