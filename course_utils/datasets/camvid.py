@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from torch.utils.data import Dataset
 
-from course_utils.datasets import read_image
+from course_utils.datasets import find_folder, read_image
 
 IGNORE_INDEX = 255
 SPLITS = ("train", "val", "test")
@@ -41,18 +41,6 @@ GROUPS_11 = {
     "Pedestrian": ["Pedestrian", "Child", "CartLuggagePram", "Animal"],
     "Bicyclist": ["Bicyclist", "MotorcycleScooter"],
 }
-
-
-def find_camvid_root(root: Path, max_depth: int = 3) -> Path:
-    """The folder below ``root`` that holds ``class_dict.csv`` (shallowest first)."""
-    level = [Path(root)]
-    for _ in range(max_depth + 1):
-        for folder in level:
-            if (folder / "class_dict.csv").is_file():
-                return folder
-        level = sorted(p for folder in level for p in folder.iterdir() if p.is_dir())
-    raise FileNotFoundError(f"no class_dict.csv found in {root} (searched {max_depth} levels down); expected "
-                            f"the Kaggle CamVid layout CamVid/class_dict.csv with train/ and train_labels/")
 
 
 def read_class_dict(path: Path) -> list[tuple[str, tuple[int, int, int]]]:
@@ -101,7 +89,8 @@ class CamVid(Dataset):
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
         if classes not in ("11", "32"):
             raise ValueError(f"classes must be '11' or '32', not {classes!r}")
-        self.root = find_camvid_root(Path(root))
+        self.root = find_folder(root, lambda f: (f / "class_dict.csv").is_file(),
+                                "class_dict.csv (Kaggle layout: CamVid/class_dict.csv beside train/ and train_labels/)")
         self.transform = transform
         table = read_class_dict(self.root / "class_dict.csv")
         if classes == "32":

@@ -22,25 +22,18 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from course_utils.datasets import read_image
+from course_utils.datasets import find_folder, read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_THRESHOLD = 128
 TWIN_VERSION = 1
 
 
-def find_image_root(root: Path, max_depth: int = 3) -> Path:
-    """The folder below ``root`` that holds both ``images/`` and ``masks/`` (shallowest first)."""
-    root = Path(root)
-    level = [root]
-    for _ in range(max_depth + 1):
-        for folder in level:
-            if (folder / "images").is_dir() and (folder / "masks").is_dir():
-                return folder
-        level = sorted(p for folder in level for p in folder.iterdir() if p.is_dir())
-    raise FileNotFoundError(f"no folder with both images/ and masks/ found in {root} (searched {max_depth} "
-                            f"levels down); expected Kvasir-SEG/images and Kvasir-SEG/masks as in the "
-                            f"official zip or the Kaggle copy")
+def find_image_root(root: Path) -> Path:
+    """The folder below ``root`` that holds both ``images/`` and ``masks/``."""
+    return find_folder(root, lambda f: (f / "images").is_dir() and (f / "masks").is_dir(),
+                       "both images/ and masks/ (Kvasir-SEG/images and Kvasir-SEG/masks, as in the official zip "
+                       "or the Kaggle copy)")
 
 
 def read_mask(path: Path) -> np.ndarray:
