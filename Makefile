@@ -41,6 +41,7 @@ constraints: $(STAMP)
 kaggle-wheels: $(STAMP)
 	rm -rf dist/kaggle
 	$(BIN)/python -m pip wheel --quiet --no-deps -w dist/kaggle .
+	rm -rf build/lib build/bdist.*  # setuptools' scratch space, not make run's output
 	$(BIN)/python -m pip download --quiet --no-deps -c $(CONSTRAINTS) -d dist/kaggle \
 		segmentation-models-pytorch pooch kagglehub
 	@ls dist/kaggle
