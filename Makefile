@@ -43,7 +43,7 @@ kaggle-wheels: $(STAMP)
 	$(BIN)/python -m pip wheel --quiet --no-deps -w dist/kaggle .
 	rm -rf build/lib build/bdist.*  # setuptools' scratch space, not make run's output
 	$(BIN)/python -m pip download --quiet --no-deps -c $(CONSTRAINTS) -d dist/kaggle \
-		segmentation-models-pytorch pooch kagglehub
+		segmentation-models-pytorch pooch kagglehub monai
 	@ls dist/kaggle
 
 clean:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course_utils import runtime
-from course_utils.datasets import camvid, kvasir_seg
+from course_utils.datasets import brats, camvid, kvasir_seg
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,17 @@ REGISTRY: dict[str, DatasetInfo] = {
                      "truth database, Pattern Recognition Letters 2009",
             write_twin=camvid.write_twin,
             twin_version=camvid.TWIN_VERSION,
+        ),
+        DatasetInfo(
+            name="brats2020",
+            title="BraTS 2020: 369 multimodal brain-tumour MRI cases (FLAIR, T1, T1ce, T2) with labels",
+            notebook="04",
+            marker="BraTS2020_TrainingData/MICCAI_BraTS2020_TrainingData",
+            kaggle="awsaf49/brats20-dataset-training-validation",
+            licence="BraTS data terms: research use, cite the BraTS papers (see med.upenn.edu/cbica/brats2020)",
+            citation="Menze et al., IEEE TMI 2015; Bakas et al., Scientific Data 2017; Bakas et al., arXiv:1811.02629",
+            write_twin=brats.write_twin,
+            twin_version=brats.TWIN_VERSION,
         ),
     ]
 }

@@ -125,6 +125,19 @@ def print_env() -> dict[str, str]:
     return info
 
 
+def peak_memory(dev: torch.device | None = None) -> str:
+    """The peak memory of this run so far: GPU memory allocated by torch on CUDA, else the peak
+    resident memory of the whole process (what a laptop or a Kaggle CPU session must fit)."""
+    dev = dev or device()
+    if dev.type == "cuda":
+        return f"GPU peak {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB (torch allocations)"
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_bytes = peak if sys.platform == "darwin" else peak * 1024  # kilobytes on Linux, bytes on macOS
+    return f"CPU process peak {peak_bytes / 2**30:.2f} GiB (resident memory)"
+
+
 def config(smoke: dict[str, Any] | None = None, **full_values: Any) -> SimpleNamespace:
     """The notebook's one config cell.
 

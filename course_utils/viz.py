@@ -167,3 +167,62 @@ def plot_history(history: Sequence[dict], metrics: Sequence[str] | None = None) 
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def orthogonal_slices(volumes: dict, label=None, centre: Sequence[int] | None = None, palette=PALETTE,
+                      label_names: dict[int, str] | None = None) -> plt.Figure:
+    """Axial, coronal and sagittal planes through ``centre`` (default: the label's centre of mass)
+    of each ``(X, Y, Z)`` volume, one row per volume, and a last row with the label over the first."""
+    first = np.asarray(next(iter(volumes.values())))
+    if centre is None:
+        centre = (np.argwhere(np.asarray(label) > 0).mean(0).round().astype(int) if label is not None
+                  and np.asarray(label).any() else np.array(first.shape) // 2)
+    x, y, z = centre
+    planes = {"axial": lambda v: v[:, :, z].T, "coronal": lambda v: v[:, y, :].T, "sagittal": lambda v: v[x, :, :].T}
+    rows = list(volumes.items()) + ([("label", None)] if label is not None else [])
+    fig, axes = plt.subplots(len(rows), 3, figsize=(8, 2.6 * len(rows)), squeeze=False)
+    for r, (name, volume) in enumerate(rows):
+        for c, (plane, cut) in enumerate(planes.items()):
+            ax = axes[r, c]
+            if volume is None:
+                grey = cut(first).astype(np.float32)
+                grey = (255 * (grey - grey.min()) / max(np.ptp(grey), 1e-6)).astype(np.uint8)
+                picture = overlay(np.repeat(grey[..., None], 3, 2), cut(np.asarray(label)), 0.6, palette)
+                ax.imshow(picture, origin="lower")
+            else:
+                ax.imshow(cut(np.asarray(volume)), cmap="gray", origin="lower")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(plane)
+        axes[r, 0].set_ylabel(name)
+    if label_names:
+        fig.legend(handles=[Patch(facecolor=np.array(palette[k]) / 255, label=v) for k, v in label_names.items()],
+                   loc="lower center", ncol=len(label_names), frameon=False, fontsize=8)
+        fig.tight_layout(rect=(0, 0.04, 1, 1))
+    else:
+        fig.tight_layout()
+    return fig
+
+
+def slice_montage(volume, labels: dict, n: int = 6, palette=PALETTE) -> plt.Figure:
+    """``n`` axial slices through the labelled region, one row per label map overlaid on ``volume``
+    (for example the truth and a prediction)."""
+    volume = np.asarray(volume, dtype=np.float32)
+    any_label = np.any([np.asarray(lab) > 0 for lab in labels.values()], axis=0)
+    zs = np.nonzero(any_label.any((0, 1)))[0]
+    zs = np.linspace(zs.min(), zs.max(), n).round().astype(int) if len(zs) else np.linspace(0, volume.shape[2] - 1, n)
+    grey = (255 * (volume - volume.min()) / max(np.ptp(volume), 1e-6)).astype(np.uint8)
+    fig, axes = plt.subplots(len(labels), n, figsize=(1.9 * n, 2.0 * len(labels)), squeeze=False)
+    for r, (name, label) in enumerate(labels.items()):
+        for c, z in enumerate(zs):
+            ax = axes[r, c]
+            ax.imshow(overlay(np.repeat(grey[:, :, z].T[..., None], 3, 2), np.asarray(label)[:, :, z].T, 0.6, palette),
+                      origin="lower")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"z = {z}", fontsize=9)
+        axes[r, 0].set_ylabel(name)
+    fig.tight_layout()
+    return fig

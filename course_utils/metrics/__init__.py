@@ -2,12 +2,16 @@
 
 ``binary``: per-image Dice and IoU for binary masks. ``confusion``: the dataset-level confusion
 matrix and the per-class IoU / mIoU built from it. ``boundary``: the band of pixels near class
-boundaries, for boundary-quality (trimap) scores.
+boundaries, for boundary-quality (trimap) scores. ``brats``: the BraTS tumour regions, their Dice and
+HD95.
 """
 
 from course_utils.metrics.binary import dice_score, iou_score
 from course_utils.metrics.boundary import boundary_band
+from course_utils.metrics.brats import brats_dice, brats_regions, hd95, label_from_regions
 from course_utils.metrics.confusion import MeanIoU, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 
-__all__ = ["MeanIoU", "boundary_band", "confusion_matrix", "dice_score", "iou_per_class", "iou_score", "mean_iou",
-           "pixel_accuracy"]
+__all__ = [
+    "MeanIoU", "boundary_band", "brats_dice", "brats_regions", "confusion_matrix", "dice_score", "hd95",
+    "iou_per_class", "iou_score", "label_from_regions", "mean_iou", "pixel_accuracy",
+]
