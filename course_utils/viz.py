@@ -169,6 +169,13 @@ def plot_history(history: Sequence[dict], metrics: Sequence[str] | None = None) 
     return fig
 
 
+def _grey_rgb(values) -> np.ndarray:
+    """Scale any array to 0-255 and repeat it into three channels, to draw label colours over it."""
+    values = np.asarray(values, dtype=np.float32)
+    grey = (255 * (values - values.min()) / max(float(np.ptp(values)), 1e-6)).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
 def orthogonal_slices(volumes: dict, label=None, centre: Sequence[int] | None = None, palette=PALETTE,
                       label_names: dict[int, str] | None = None) -> plt.Figure:
     """Axial, coronal and sagittal planes through ``centre`` (default: the label's centre of mass)
@@ -185,10 +192,7 @@ def orthogonal_slices(volumes: dict, label=None, centre: Sequence[int] | None = 
         for c, (plane, cut) in enumerate(planes.items()):
             ax = axes[r, c]
             if volume is None:
-                grey = cut(first).astype(np.float32)
-                grey = (255 * (grey - grey.min()) / max(np.ptp(grey), 1e-6)).astype(np.uint8)
-                picture = overlay(np.repeat(grey[..., None], 3, 2), cut(np.asarray(label)), 0.6, palette)
-                ax.imshow(picture, origin="lower")
+                ax.imshow(overlay(_grey_rgb(cut(first)), cut(np.asarray(label)), 0.6, palette), origin="lower")
             else:
                 ax.imshow(cut(np.asarray(volume)), cmap="gray", origin="lower")
             ax.set_xticks([])
@@ -212,13 +216,13 @@ def slice_montage(volume, labels: dict, n: int = 6, palette=PALETTE) -> plt.Figu
     any_label = np.any([np.asarray(lab) > 0 for lab in labels.values()], axis=0)
     zs = np.nonzero(any_label.any((0, 1)))[0]
     zs = np.linspace(zs.min(), zs.max(), n).round().astype(int) if len(zs) else np.linspace(0, volume.shape[2] - 1, n)
-    grey = (255 * (volume - volume.min()) / max(np.ptp(volume), 1e-6)).astype(np.uint8)
+    grey = _grey_rgb(volume)
     fig, axes = plt.subplots(len(labels), n, figsize=(1.9 * n, 2.0 * len(labels)), squeeze=False)
     for r, (name, label) in enumerate(labels.items()):
         for c, z in enumerate(zs):
             ax = axes[r, c]
-            ax.imshow(overlay(np.repeat(grey[:, :, z].T[..., None], 3, 2), np.asarray(label)[:, :, z].T, 0.6, palette),
-                      origin="lower")
+            picture = overlay(grey[:, :, z].transpose(1, 0, 2), np.asarray(label)[:, :, z].T, 0.6, palette)
+            ax.imshow(picture, origin="lower")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

@@ -74,3 +74,8 @@ def test_amp_dtype_follows_the_gpu_generation(monkeypatch, capability, expected)
     # T4 (7.5) and P100 (6.0) get fp16 with loss scaling; Ampere (8.0) and later get bf16
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda dev=None: capability)
     assert runtime.amp_dtype(torch.device("cuda")) is expected
+
+
+def test_peak_memory_reports_the_process_on_cpu():
+    report = runtime.peak_memory(torch.device("cpu"))
+    assert report.startswith("CPU process peak") and float(report.split()[3]) > 0.05  # GiB: torch alone is more

@@ -71,3 +71,15 @@ def test_confusion_matrix_plot_normalises_rows():
     fig = viz.plot_confusion_matrix(np.array([[8, 2], [0, 5]]), ["x", "y"])
     image = fig.axes[0].images[0].get_array()
     assert np.allclose(image, [[0.8, 0.2], [0.0, 1.0]])
+
+
+def test_volume_plots():
+    volume = np.random.default_rng(0).random((12, 10, 8))
+    label = np.zeros((12, 10, 8), int)
+    label[4:8, 3:6, 2:6] = 2
+    fig = viz.orthogonal_slices({"a": volume, "b": volume}, label, label_names={2: "edema"})
+    assert len(fig.axes) == 3 * 3 and fig.legends[0].get_texts()[0].get_text() == "edema"
+    assert fig.axes[0].images[0].get_array().shape == (10, 12)  # axial plane of an (x, y, z) volume, y up
+    fig = viz.slice_montage(volume, {"truth": label, "prediction": label}, n=4)
+    assert len(fig.axes) == 2 * 4
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["z = 2", "z = 3", "z = 4", "z = 5"]  # through the label
