@@ -5,4 +5,10 @@ datasets, synthetic twins), ``datasets`` (one loader per dataset), ``train`` (th
 ``metrics`` (the field's metrics), ``viz`` (figures).
 """
 
+import os
+
+# albumentations asks PyPI for a newer version when it is imported, which prints a warning on Kaggle
+# with the Internet off and in CI. Importing course_utils first (every notebook does) switches it off.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
 __version__ = "0.1.0"

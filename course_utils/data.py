@@ -1,8 +1,9 @@
 """Find a dataset, wherever it is: a path you give, a Kaggle input mount, the local cache,
 or a download. In smoke mode, the dataset's synthetic twin instead.
 
-Every dataset of the course is registered here once: its Kaggle handle, official URL, the
-marker that identifies its folder, its licence and citation, and the writer of its twin.
+Each dataset declares its registry entry (Kaggle handle, official URL, the marker that identifies
+its folder, licence, citation, twin writer) as ``INFO`` in ``course_utils/datasets/<name>.py``;
+this module holds only the machinery: finding, downloading, extracting, twins.
 ``locate(name)`` tries, in order, and prints which one it used:
 
 1. an explicit path (the ``path`` argument, or the ``COURSE_DATA_DIR`` folder);
@@ -17,70 +18,15 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
+import tempfile
 import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from course_utils import runtime
-from course_utils.datasets import brats, camvid, kvasir_seg
+from course_utils.datasets import DatasetInfo, brats, camvid, kvasir_seg
 
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    title: str
-    notebook: str  # the notebook number that uses it, e.g. "03"
-    marker: str  # a relative path found inside the dataset's folder; identifies it
-    kaggle: str | None = None  # Kaggle handle "owner/slug"
-    url: str | None = None  # official archive
-    sha256: str | None = None  # of the archive at `url`, where it is published or was measured
-    licence: str = ""
-    citation: str = ""
-    write_twin: Callable[[Path], None] | None = None
-    twin_version: int = 0  # bump when the twin writer changes so cached twins are rewritten
-
-
-REGISTRY: dict[str, DatasetInfo] = {
-    info.name: info
-    for info in [
-        DatasetInfo(
-            name="kvasir_seg",
-            title="Kvasir-SEG: 1000 colonoscopy images with polyp masks",
-            notebook="03",
-            marker="Kvasir-SEG/masks",
-            kaggle="debeshjha1/kvasirseg",
-            url="https://datasets.simula.no/downloads/kvasir-seg.zip",
-            licence="research and educational use (see datasets.simula.no/kvasir-seg)",
-            citation="Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020",
-            write_twin=kvasir_seg.write_twin,
-            twin_version=kvasir_seg.TWIN_VERSION,
-        ),
-        DatasetInfo(
-            name="camvid",
-            title="CamVid: 701 street-scene frames with 32-class colour-coded labels",
-            notebook="02",
-            marker="CamVid/class_dict.csv",
-            kaggle="carlolepelaars/camvid",
-            licence="research and educational use (see mi.eng.cam.ac.uk/research/projects/VideoRec/CamVid)",
-            citation="Brostow, Fauqueur, Cipolla, Semantic object classes in video: a high-definition ground "
-                     "truth database, Pattern Recognition Letters 2009",
-            write_twin=camvid.write_twin,
-            twin_version=camvid.TWIN_VERSION,
-        ),
-        DatasetInfo(
-            name="brats2020",
-            title="BraTS 2020: 369 multimodal brain-tumour MRI cases (FLAIR, T1, T1ce, T2) with labels",
-            notebook="04",
-            marker="BraTS2020_TrainingData/MICCAI_BraTS2020_TrainingData",
-            kaggle="awsaf49/brats20-dataset-training-validation",
-            licence="BraTS data terms: research use, cite the BraTS papers (see med.upenn.edu/cbica/brats2020)",
-            citation="Menze et al., IEEE TMI 2015; Bakas et al., Scientific Data 2017; Bakas et al., arXiv:1811.02629",
-            write_twin=brats.write_twin,
-            twin_version=brats.TWIN_VERSION,
-        ),
-    ]
-}
+# Every dataset declares its entry (``INFO``) in its own module, beside its loader and twin.
+REGISTRY: dict[str, DatasetInfo] = {module.INFO.name: module.INFO for module in (kvasir_seg, camvid, brats)}
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -99,6 +45,22 @@ def cache_dir() -> Path:
         return Path(os.environ["COURSE_CACHE_DIR"])
     root = runtime.project_root()
     return (root if root else Path.cwd()) / "data"
+
+
+def derived_dir(name: str) -> Path:
+    """A folder for files computed once from dataset ``name`` (labels converted to class ids,
+    volumes preprocessed for fast loading). Never the dataset's own folder, which may be read-only
+    (a Kaggle mount). On Kaggle it is the local disk's temporary folder, not /kaggle/working, whose
+    20 GB are kept as the notebook's output; ``COURSE_DERIVED_DIR`` overrides."""
+    if os.environ.get("COURSE_DERIVED_DIR"):
+        base = Path(os.environ["COURSE_DERIVED_DIR"])
+    elif runtime.on_kaggle():
+        base = Path(tempfile.gettempdir()) / "course_utils"
+    else:
+        base = cache_dir() / "derived"
+    folder = base / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def has_marker(folder: Path, marker: str, max_depth: int = 4) -> bool:

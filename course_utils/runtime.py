@@ -66,11 +66,37 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def num_workers(limit: int = 8) -> int:
+    """DataLoader workers for this machine: one per CPU core this process may use (Kaggle gives 4,
+    Colab 2), at most ``limit``, keeping the GPU fed without starving the main process."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, limit))
+
+
+def gpu_problem(dev: torch.device) -> str | None:
+    """Why the installed torch cannot run on this GPU, or None when it can.
+
+    A torch wheel carries kernels for a list of GPU architectures (``torch.cuda.get_arch_list()``).
+    Kaggle's torch 2.10 (CUDA 12.8) starts at sm_70, so its P100 (sm_60) fails at the first kernel
+    with "no kernel image is available"; the T4 (sm_75) works.
+    """
+    if dev.type != "cuda":
+        return None
+    major, minor = torch.cuda.get_device_capability(dev)
+    built = [int(a.split("_")[1]) for a in torch.cuda.get_arch_list() if a.startswith("sm_")]
+    if not built or major * 10 + minor >= min(built):
+        return None
+    name = torch.cuda.get_device_name(dev)
+    return (f"{name} (compute capability {major}.{minor}) is older than every GPU this torch was built for "
+            f"(sm_{min(built)} and newer): it will fail with 'no kernel image is available'. On Kaggle choose "
+            f"Accelerator -> GPU T4 x2; elsewhere use a newer GPU or a torch build for this one.")
+
+
 def amp_dtype(dev: torch.device) -> torch.dtype | None:
     """The mixed-precision type this device supports well, or None for full fp32.
 
     bf16 on Ampere (compute capability 8.0) and later: same range as fp32, no loss scaling.
-    fp16 on older GPUs such as Kaggle's T4 (7.5) and P100 (6.0): needs a GradScaler.
+    fp16 on older GPUs such as Kaggle's T4 (7.5): needs a GradScaler (a T4 has no bf16).
     The CPU gains little from autocast for convolutions, so it runs in fp32.
     """
     if dev.type != "cuda":
@@ -122,6 +148,10 @@ def print_env() -> dict[str, str]:
     width = max(map(len, info))
     for key, value in info.items():
         print(f"{key:<{width}}  {value}")
+    problem = gpu_problem(dev)
+    if problem:
+        print(f"WARNING: {problem}")
+        info["warning"] = problem
     return info
 
 

@@ -1,17 +1,97 @@
-"""One module per dataset: a torch Dataset over the real on-disk layout and the writer of its
-synthetic twin in that same layout."""
+"""One module per dataset: its registry entry (``INFO``), a torch Dataset over the real on-disk
+layout, and the writer of its synthetic twin in that same layout.
 
+This file holds what every dataset module shares: the registry entry's fields, image decoding that
+refuses damaged files, folder search, and the seeding that makes augmentation resumable.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
-from PIL import Image
+import torch
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An RGB image as a uint8 array of shape (H, W, 3)."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset's entry in ``course_utils.data.REGISTRY``, declared beside its loader."""
+
+    name: str
+    title: str
+    notebook: str  # the notebook number that uses it, e.g. "03"
+    marker: str  # a relative path found inside the dataset's folder; identifies it
+    kaggle: str | None = None  # Kaggle handle "owner/slug"
+    url: str | None = None  # official archive
+    sha256: str | None = None  # of the archive at `url`, where it is published or was measured
+    licence: str = ""
+    citation: str = ""
+    write_twin: Callable[[Path], None] | None = None
+    twin_version: int = 0  # bump when the twin writer changes so cached twins are rewritten
+
+
+class DamagedFileError(ValueError):
+    """A data file that cannot be decoded, or decodes with errors; the message names the file."""
+
+
+def _decode(path: Path, flags: int) -> np.ndarray:
+    """Decode an image file with OpenCV, failing on any decoder complaint.
+
+    libjpeg and libpng report damage (a truncated file, "Corrupt JPEG data: premature end of data
+    segment", a CRC error) only as text on the C library's stderr, and libjpeg still returns a
+    garbled picture. We catch that text by pointing file descriptor 2 at a temporary file while
+    decoding, so a damaged file is an error instead of a silent bad sample.
+    """
+    raw = np.fromfile(path, dtype=np.uint8)
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            image = cv2.imdecode(raw, flags)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    # libpng *warnings* (an odd colour profile, say) are harmless; anything else is damage
+    complaint = "; ".join(line for line in text.splitlines() if line and not line.startswith("libpng warning"))
+    if image is None or complaint:
+        reason = complaint or "not an image OpenCV can read"
+        raise DamagedFileError(f"{path}: cannot decode this file ({reason}). It is damaged or incomplete: "
+                               f"download or copy the dataset again, or remove this sample and its label.")
+    return image
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An RGB image as a uint8 array of shape (H, W, 3); a damaged file is a ``DamagedFileError``."""
+    image = _decode(Path(path), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_grey(path: str | Path) -> np.ndarray:
+    """A single-channel uint8 array (H, W): a colour file is converted to grey levels."""
+    return _decode(Path(path), cv2.IMREAD_GRAYSCALE)
+
+
+def reseed(transform) -> None:
+    """Draw this sample's augmentation randomness from torch's random generator.
+
+    albumentations and MONAI pipelines keep random generators of their own, which a resumed run
+    rebuilds from the seed: epoch 3 of a resumed run would then repeat epoch 1's augmentations.
+    Seeding the pipeline from ``torch`` for every sample ties it to the generator that
+    ``train.fit`` checkpoints (and that DataLoader workers are seeded from), so a resumed run
+    draws exactly what an uninterrupted one does. Call it right before applying the transform.
+    """
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    if hasattr(transform, "set_random_seed"):  # albumentations Compose
+        transform.set_random_seed(seed)
+    elif hasattr(transform, "set_random_state"):  # MONAI Compose or Randomizable
+        transform.set_random_state(seed=seed)
 
 
 def find_folder(root: Path, is_it: Callable[[Path], bool], what: str, max_depth: int = 3) -> Path:
@@ -22,5 +102,5 @@ def find_folder(root: Path, is_it: Callable[[Path], bool], what: str, max_depth:
         for folder in level:
             if is_it(folder):
                 return folder
-        level = sorted(p for folder in level for p in folder.iterdir() if p.is_dir())
+        level = sorted(p for folder in level for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     raise FileNotFoundError(f"no folder with {what} found in {root} (searched {max_depth} levels down)")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from course_utils.datasets import find_folder
+from course_utils.datasets import DatasetInfo, find_folder
 from course_utils.metrics.brats import LABELS, brats_regions
 
 MODALITIES = ("flair", "t1", "t1ce", "t2")
@@ -176,3 +176,16 @@ def write_twin(root: str | Path, case_numbers=(1, 2, 3, 4, 5, 6, 7, 8, 9, 355), 
     for modality, volume in volumes.items():
         nib.save(nib.Nifti1Image(volume, affine), validation / f"BraTS20_Validation_001_{modality}{suffix}")
     return Path(root)
+
+
+INFO = DatasetInfo(
+    name="brats2020",
+    title="BraTS 2020: 369 multimodal brain-tumour MRI cases (FLAIR, T1, T1ce, T2) with labels",
+    notebook="04",
+    marker="BraTS2020_TrainingData/MICCAI_BraTS2020_TrainingData",
+    kaggle="awsaf49/brats20-dataset-training-validation",
+    licence="BraTS data terms: research use, cite the BraTS papers (see med.upenn.edu/cbica/brats2020)",
+    citation="Menze et al., IEEE TMI 2015; Bakas et al., Scientific Data 2017; Bakas et al., arXiv:1811.02629",
+    write_twin=write_twin,
+    twin_version=TWIN_VERSION,
+)

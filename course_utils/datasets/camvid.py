@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from torch.utils.data import Dataset
 
-from course_utils.datasets import find_folder, read_image
+from course_utils.datasets import DatasetInfo, find_folder, read_image
 
 IGNORE_INDEX = 255
 SPLITS = ("train", "val", "test")
@@ -295,3 +295,17 @@ def write_twin(root: str | Path, counts: dict[str, int] | None = None, size: tup
             Image.fromarray(frame).save(camvid / split / f"{name}.png")
             Image.fromarray(label).save(camvid / f"{split}_labels" / f"{name}_L.png")
     return root
+
+
+INFO = DatasetInfo(
+    name="camvid",
+    title="CamVid: 701 street-scene frames with 32-class colour-coded labels",
+    notebook="02",
+    marker="CamVid/class_dict.csv",
+    kaggle="carlolepelaars/camvid",
+    licence="research and educational use (see mi.eng.cam.ac.uk/research/projects/VideoRec/CamVid)",
+    citation="Brostow, Fauqueur, Cipolla, Semantic object classes in video: a high-definition ground "
+             "truth database, Pattern Recognition Letters 2009",
+    write_twin=write_twin,
+    twin_version=TWIN_VERSION,
+)

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from course_utils.datasets import find_folder, read_image
+from course_utils.datasets import DatasetInfo, find_folder, read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_THRESHOLD = 128
@@ -227,3 +227,17 @@ def write_twin(root: str | Path, n_images: int = 60, n_val: int = 12, seed: int 
         (root / "train.txt").write_text("\n".join(ids[n_val:]) + "\n")
         (root / "val.txt").write_text("\n".join(ids[:n_val]) + "\n")
     return root
+
+
+INFO = DatasetInfo(
+    name="kvasir_seg",
+    title="Kvasir-SEG: 1000 colonoscopy images with polyp masks",
+    notebook="03",
+    marker="Kvasir-SEG/masks",
+    kaggle="debeshjha1/kvasirseg",
+    url="https://datasets.simula.no/downloads/kvasir-seg.zip",
+    licence="research and educational use (see datasets.simula.no/kvasir-seg)",
+    citation="Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020",
+    write_twin=write_twin,
+    twin_version=TWIN_VERSION,
+)

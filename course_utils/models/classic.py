@@ -47,13 +47,17 @@ class VGGEncoder(nn.Module):
             self.load_vgg16_bn()
 
     def load_vgg16_bn(self, features: nn.Module | None = None) -> None:
-        """Copy the convolutions and batch norms of torchvision's ImageNet VGG16-BN (downloaded once),
-        or of ``features`` if given. Our convolutions have no bias (BatchNorm follows), so each VGG
+        """Copy the convolutions and batch norms of torchvision's ImageNet VGG16-BN (found offline or
+        downloaded by ``course_utils.weights``), or of ``features`` if given. Our convolutions have no bias (BatchNorm follows), so each VGG
         bias is folded into the running mean: BN(conv(x) + b) with mean m equals BN(conv(x)) with m - b."""
         if features is None:
             from torchvision.models import VGG16_BN_Weights, vgg16_bn
 
-            features = vgg16_bn(weights=VGG16_BN_Weights.IMAGENET1K_V1).features
+            from course_utils.weights import torchvision_state_dict
+
+            vgg = vgg16_bn(weights=None)
+            vgg.load_state_dict(torchvision_state_dict(VGG16_BN_Weights.IMAGENET1K_V1))
+            features = vgg.features
         source = [m for m in features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
         target = [m for m in self.stages.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
         if len(source) != len(target):
