@@ -13,7 +13,9 @@ over the whole set (mIoU from one confusion matrix, ``metrics.MeanIoU``).
 
 from __future__ import annotations
 
+import math
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -126,28 +128,84 @@ def _save(path: Path, state: dict) -> None:
 
 
 def _load(path: Path) -> dict:
+    """Read a checkpoint with ``weights_only=True``: tensors, numbers, strings, lists and dicts only.
+
+    A checkpoint is a pickle, and unpickling arbitrary objects can run code; a ``last.pt`` found in
+    someone else's Kaggle dataset must not. So ``fit`` stores nothing else (see ``_rng_state``)."""
     try:
-        # weights_only=False: the file also holds RNG states and history, and we wrote it ourselves
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise RuntimeError(
+            f"refusing to load checkpoint {path}: it holds objects other than tensors and plain values, and "
+            f"loading those could run code ({str(error).splitlines()[0]}). If you wrote it with an older "
+            f"course_utils, delete it or pass resume=False; never load a checkpoint you do not trust.") from error
     except Exception as error:
         raise RuntimeError(f"cannot read checkpoint {path} ({error}); delete it to start over") from error
 
 
 def _rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    """Every random generator's state, as plain values and tensors (loadable with weights_only=True)."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = torch.from_numpy(numpy_state["state"]["key"].astype(np.int64))
+    return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy_state = dict(state["numpy"], state=dict(state["numpy"]["state"]))
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].numpy().astype(np.uint32)
+    np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _improved(value: float, best: float | None, mode: str) -> bool:
+    """A new best? NaN never is: a diverged validation must not become the checkpoint kept."""
+    if math.isnan(value):
+        return False
     return best is None or (value < best if mode == "min" else value > best)
+
+
+def run_settings(optimizer: torch.optim.Optimizer, scheduler, steps_per_epoch: int | None, accumulate: int,
+                 monitor: str, mode: str) -> dict[str, str]:
+    """What defines a run besides its length, as text: stored in ``last.pt`` and compared on resume.
+
+    The optimizer's and scheduler's hyper-parameters are read from the freshly built objects (their
+    ``param_groups`` and ``state_dict()`` before any step), so a notebook that rebuilds them with the
+    same settings matches, and a changed learning rate, weight decay or scheduler length does not."""
+    settings = {"steps per epoch": str(steps_per_epoch), "accumulate": str(accumulate),
+                "monitor": f"{monitor} ({mode})", "optimizer": type(optimizer).__name__,
+                "scheduler": type(scheduler).__name__ if scheduler is not None else "none"}
+    for i, group in enumerate(optimizer.param_groups):
+        settings.update({f"optimizer group {i} {key}": repr(value) for key, value in group.items() if key != "params"})
+    if scheduler is not None:
+        settings.update({f"scheduler {key}": repr(value) for key, value in scheduler.state_dict().items()})
+    return settings
+
+
+class ResumeError(RuntimeError):
+    """``last.pt`` belongs to a run with other settings: continuing it would train something else."""
+
+
+def _check_resume(path: Path, state: dict, settings: dict[str, str], epochs: int) -> None:
+    changed = [key for key in sorted(settings.keys() | state["settings"].keys())
+               if settings.get(key) != state["settings"].get(key)]
+    done = len(state["history"])
+    lines = [f"  {key}: {_short(state['settings'].get(key))} then, {_short(settings.get(key))} now" for key in changed]
+    if done > epochs:
+        lines.append(f"  epochs: {done} already trained, {epochs} asked for now")
+    if lines:
+        raise ResumeError(
+            f"{path} is a run with other settings than this one:\n" + "\n".join(lines) + "\n"
+            "Continuing it would mix two runs. Either start over with resume=False (replaces last.pt and best.pt), "
+            "or give this run its own checkpoint_dir.")
+
+
+def _short(text: str | None, limit: int = 80) -> str:
+    text = "(not set)" if text is None else text
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn: Callable,
@@ -155,14 +213,22 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
         metrics: dict[str, Metric] | None = None, scheduler=None, monitor: str = "val_loss",
         mode: str | None = None, resume: bool = True, patience: int | None = None,
         device: torch.device | None = None, amp: bool = True, channels_last: bool = False,
-        accumulate: int = 1, clip_grad_norm: float | None = None, progress: bool = True) -> list[dict]:
+        accumulate: int = 1, clip_grad_norm: float | None = None, save_every: float = 120.0,
+        progress: bool = True) -> list[dict]:
     """Train ``model`` and return its history: one dict per epoch (losses, metrics, lr, seconds).
 
     - ``monitor``/``mode``: the validation number that picks the best epoch ("min" for losses,
-      "max" otherwise unless given). ``patience``: stop after that many epochs without a new best.
-    - ``checkpoint_dir``: ``last.pt`` (everything needed to continue) after every epoch and
-      ``best.pt`` (weights) at each new best. With ``resume=True`` an existing ``last.pt``
-      continues the run; ``resume=False`` starts over and replaces it.
+      "max" otherwise unless given); a NaN is never a new best. ``patience``: stop after that many
+      epochs without a new best.
+    - ``checkpoint_dir``: ``last.pt`` (everything needed to continue) and ``best.pt`` (the best
+      epoch's weights). They are written together after the last epoch and otherwise at most every
+      ``save_every`` seconds (0: every epoch): a ResNet-34 U-Net's ``last.pt`` is about 300 MB, and a
+      session that dies loses at most that much training.
+    - ``resume=True`` continues the run in ``last.pt``, exactly as if it had not stopped (random
+      generators included), after checking that it is the same run: same optimizer, scheduler and
+      their hyper-parameters, steps per epoch, accumulation and monitor, and no fewer epochs than
+      already trained (more epochs are fine when the scheduler does not depend on them). Otherwise it
+      stops before training and says what changed. ``resume=False`` starts over and replaces the files.
     - ``scheduler`` is stepped after every optimizer step (OneCycle, cosine with warm-up...).
     - ``accumulate``: optimizer step every that many batches (a larger effective batch).
     At the end the model holds the weights of the best epoch.
@@ -171,6 +237,16 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
     mode = mode or ("min" if monitor.endswith("loss") else "max")
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
+    known = ["train_loss", "val_loss", *(metrics or {})]
+    if monitor not in known:
+        raise ValueError(f"monitor={monitor!r} is none of the numbers fit computes: {known}; name one of them "
+                         f"(a metric's name is its key in `metrics`)")
+    for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
+        if hasattr(loader, "__len__") and len(loader) == 0:
+            raise ValueError(f"{name} yields no batches: its dataset is empty, or smaller than one batch with "
+                             f"drop_last=True. Check the data folder and split, or lower the batch size.")
+    steps_per_epoch = len(train_loader) if hasattr(train_loader, "__len__") else None
+    settings = run_settings(optimizer, scheduler, steps_per_epoch, accumulate, monitor, mode)
     model.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     dtype = runtime.amp_dtype(dev) if amp else None
     scaler = torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)  # fp16 needs loss scaling
@@ -178,26 +254,30 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
 
     history: list[dict] = []
-    best, bad_epochs, stopped = None, 0, False
+    best, best_weights, bad_epochs, stopped = None, None, 0, False
     if resume and last_path.is_file():
         state = _load(last_path)
+        _check_resume(last_path, state, settings, epochs)
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as error:
             raise RuntimeError(f"{last_path} holds another model's weights ({error}); use another "
                                f"checkpoint_dir or resume=False to start over") from error
         optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state["scheduler"] is not None:
+        if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
         history, best, bad_epochs, stopped = state["history"], state["best"], state["bad_epochs"], state["stopped"]
+        if best_path.is_file():
+            best_weights = _load(best_path)
         print(f"resuming from {last_path}: {len(history)}/{epochs} epochs done")
     else:  # a fresh run must not mix with an old one; remove only our own files
         last_path.unlink(missing_ok=True)
         best_path.unlink(missing_ok=True)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
 
+    last_save = time.monotonic()
     for epoch in range(len(history) + 1, epochs + 1):
         if stopped:
             break
@@ -206,7 +286,6 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
         optimizer.zero_grad(set_to_none=True)
         running, seen = 0.0, 0
         batches = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
-        n_batches = len(train_loader)
         for step, batch in enumerate(batches, start=1):
             inputs, targets = _to(batch, dev, channels_last)
             with autocast(dev, amp):
@@ -216,7 +295,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
                     f"loss is {loss.item()} at epoch {epoch}, step {step}: lower the learning rate, check "
                     f"the inputs and labels of this batch, or turn mixed precision off (amp=False)")
             scaler.scale(loss / accumulate).backward()
-            if step % accumulate == 0 or step == n_batches:
+            if step % accumulate == 0 or step == steps_per_epoch:
                 if clip_grad_norm is not None:
                     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                     nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
@@ -228,31 +307,39 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
             running += loss.item() * len(inputs)
             seen += len(inputs)
             batches.set_postfix(loss=f"{running / seen:.4f}")
+        if seen == 0:
+            raise ValueError(f"train_loader yielded no samples in epoch {epoch}; check its dataset")
 
-        record = {"epoch": epoch, "train_loss": running / max(seen, 1),
+        record = {"epoch": epoch, "train_loss": running / seen,
                   **evaluate(model, val_loader, loss_fn, metrics, dev, amp),
                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
-        if monitor not in record:
-            raise KeyError(f"monitor={monitor!r} is not among the validation numbers {sorted(record)}")
         history.append(record)
         note = ""
         if _improved(record[monitor], best, mode):
             best, bad_epochs, note = record[monitor], 0, "  *best*"
-            _save(best_path, {"model": model.state_dict(), "epoch": epoch, monitor: best})
+            best_weights = {"model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+                            "epoch": epoch, monitor: best}
         else:
             bad_epochs += 1
+            if math.isnan(record[monitor]):
+                note = f"  ({monitor} is NaN: not a new best)"
             if patience is not None and bad_epochs >= patience:
-                stopped, note = True, f"  (no better {monitor} for {patience} epochs: stopping early)"
-        _save(last_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                          "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history,
-                          "best": best, "bad_epochs": bad_epochs, "stopped": stopped})
+                stopped, note = True, note + f"  (no better {monitor} for {patience} epochs: stopping early)"
+        if epoch == epochs or stopped or time.monotonic() - last_save >= save_every:
+            if best_weights is not None:
+                _save(best_path, best_weights)
+            _save(last_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                              "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history,
+                              "best": best, "bad_epochs": bad_epochs, "stopped": stopped, "settings": settings})
+            last_save = time.monotonic()
         print("  ".join([f"epoch {epoch}/{epochs}"] +
                         [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds")] +
                         [f"{record['seconds']:.1f}s"]) + note)
 
-    if best_path.is_file():
-        best_state = _load(best_path)
-        model.load_state_dict(best_state["model"])
-        print(f"model holds the best epoch: {best_state['epoch']} ({monitor} {best_state[monitor]:.4g})")
+    if best_weights is not None:
+        model.load_state_dict(best_weights["model"])
+        print(f"model holds the best epoch: {best_weights['epoch']} ({monitor} {best_weights[monitor]:.4g})")
+    else:
+        print(f"no epoch had a valid {monitor}: the model holds the last epoch's weights")
     return history

@@ -110,3 +110,94 @@ def test_dataset_with_a_pipeline_reaches_spawned_workers(kvasir_twin):
                                          num_workers=1, multiprocessing_context="spawn")
     images, masks = next(iter(loader))
     assert images.shape == (4, 3, 32, 32) and masks.shape == (4, 32, 32)
+
+
+# --- damaged and ambiguous data -------------------------------------------------------------------
+
+def kvasir_copy(kvasir_twin, tmp_path):
+    root = shutil.copytree(kvasir_twin, tmp_path / "copy")
+    return root, root / "Kvasir-SEG" / "Kvasir-SEG"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"])
+@pytest.mark.parametrize("folder", ["images", "masks"])
+def test_a_damaged_jpeg_is_an_error_that_names_it(kvasir_twin, tmp_path, folder, damage):
+    from course_utils.datasets import DamagedFileError
+
+    root, inner = kvasir_copy(kvasir_twin, tmp_path)
+    target = sorted((inner / folder).iterdir())[0]
+    raw = bytearray(target.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    else:  # zeros in the middle of the compressed data: PIL would decode a garbled picture without a word
+        raw[len(raw) // 2: len(raw) // 2 + 200] = bytes(200)
+    target.write_bytes(bytes(raw))
+    ds = KvasirSeg(root, "all")
+    with pytest.raises(DamagedFileError, match=target.name):
+        ds[ds.ids.index(target.stem)]
+
+
+def test_an_id_in_both_split_files_is_refused(kvasir_twin, tmp_path):
+    root, _ = kvasir_copy(kvasir_twin, tmp_path)
+    leaked = (root / "train.txt").read_text().split()[0]
+    (root / "val.txt").write_text((root / "val.txt").read_text() + leaked + "\n")
+    with pytest.raises(ValueError, match=f"both .*{leaked}"):
+        KvasirSeg(root, "train")
+
+
+def test_two_files_with_one_id_are_refused(kvasir_twin, tmp_path):
+    root, inner = kvasir_copy(kvasir_twin, tmp_path)
+    first = sorted((inner / "images").iterdir())[0]
+    Image.open(first).save(first.with_suffix(".png"))
+    with pytest.raises(ValueError, match=f"{first.name} and {first.stem}.png"):
+        KvasirSeg(root, "train")
+
+
+def test_unused_files_are_reported_not_skipped_silently(kvasir_twin, tmp_path, capsys):
+    root, inner = kvasir_copy(kvasir_twin, tmp_path)
+    shutil.copy(sorted((inner / "masks").iterdir())[0], inner / "masks" / "orphan.jpg")
+    extra = sorted((inner / "images").iterdir())[0]
+    for name in ("unlisted.jpg",):
+        shutil.copy(extra, inner / "images" / name)
+        shutil.copy(inner / "masks" / extra.name, inner / "masks" / name)
+    (inner / "images" / "notes.txt").write_text("not an image")
+    KvasirSeg(root, "train")
+    out = capsys.readouterr().out
+    assert "1 " in out and "masks without an image" in out and "orphan" in out
+    assert "listed in neither split file" in out and "unlisted" in out
+    assert "not .jpg/.png images" in out and "notes.txt" in out
+
+
+# --- resuming a notebook-style run ----------------------------------------------------------------
+
+def notebook_style_run(root, checkpoint_dir, epochs):
+    """Notebook 03 in miniature: a seeded albumentations pipeline, a shuffling DataLoader, fit with OneCycle."""
+    from course_utils import runtime, train
+
+    runtime.seed_everything(0)
+    tf = A.Compose([A.Resize(24, 24), A.HorizontalFlip(), A.Affine(rotate=(-20, 20), p=0.5),
+                    A.ColorJitter(p=0.5), A.Normalize(), ToTensorV2()], seed=0)
+    loader = torch.utils.data.DataLoader(KvasirSeg(root, "train", transform=tf), batch_size=3, shuffle=True,
+                                         drop_last=True)
+    val = torch.utils.data.DataLoader(KvasirSeg(root, "val", transform=A.Compose(
+        [A.Resize(24, 24), A.Normalize(), ToTensorV2()], seed=0)), batch_size=3)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=4 * len(loader))
+
+    def loss_fn(logits, masks):
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, masks[:, None].float())
+
+    history = train.fit(model, loader, val, loss_fn, opt, epochs=epochs, scheduler=sched, device=torch.device("cpu"),
+                        checkpoint_dir=checkpoint_dir, save_every=0, progress=False)
+    return model, history
+
+
+def test_a_resumed_notebook_run_equals_an_uninterrupted_one(kvasir_twin, tmp_path):
+    straight, full_history = notebook_style_run(kvasir_twin, tmp_path / "straight", epochs=4)
+    notebook_style_run(kvasir_twin, tmp_path / "resumed", epochs=2)  # the session dies after epoch 2
+    # the notebook runs again from the top: a rebuilt pipeline, loader and model, then fit resumes
+    resumed, history = notebook_style_run(kvasir_twin, tmp_path / "resumed", epochs=4)
+    assert [h["train_loss"] for h in history] == [h["train_loss"] for h in full_history]
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        torch.testing.assert_close(p, q)

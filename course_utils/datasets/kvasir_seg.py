@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from course_utils.datasets import DatasetInfo, find_folder, read_image
+from course_utils.datasets import DatasetInfo, find_folder, read_grey, read_image, reseed
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_THRESHOLD = 128
@@ -38,15 +38,46 @@ def find_image_root(root: Path) -> Path:
 
 def read_mask(path: Path) -> np.ndarray:
     """A Kvasir-SEG mask as a {0, 1} uint8 array of shape (H, W): grey level >= 128 is polyp."""
-    with Image.open(path) as im:
-        return (np.asarray(im.convert("L")) >= MASK_THRESHOLD).astype(np.uint8)
+    return (read_grey(path) >= MASK_THRESHOLD).astype(np.uint8)
 
 
 def _read_split(path: Path) -> list[str]:
-    ids = [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
+    ids = [Path(line.strip()).stem for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     if not ids:
         raise ValueError(f"{path} is empty; expected one image id per line")
+    repeated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
+    if repeated:
+        raise ValueError(f"{path} lists {len(repeated)} ids more than once, e.g. {repeated[0]}; "
+                         f"each image belongs in a split once")
     return ids
+
+
+def _files_by_id(folder: Path) -> dict[str, Path]:
+    """``{id: path}`` of the images in ``folder``. Two files with one id (``a.jpg`` and ``a.png``) are an
+    error, since either could be the one meant; files that are not images are reported."""
+    files: dict[str, Path] = {}
+    others = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            others.append(path.name)
+        elif path.stem in files:
+            raise ValueError(f"{files[path.stem].name} and {path.name} in {folder} have the same id: keep one of "
+                             f"them (Kvasir-SEG images and masks are .jpg)")
+        else:
+            files[path.stem] = path
+    _report(f"{folder}: files that are not .jpg/.png images, not used", [n for n in others if not n.startswith(".")])
+    return files
+
+
+_reported: set[str] = set()
+
+
+def _report(what: str, names: list[str]) -> None:
+    """Print, once per process, that some files are not used: never skip data without a word."""
+    message = f"note: {len(names)} {what}, e.g. {names[:3]}"
+    if names and message not in _reported:
+        _reported.add(message)
+        print(message)
 
 
 def _find_split_file(image_root: Path, root: Path, split: str) -> Path | None:
@@ -79,16 +110,15 @@ class KvasirSeg(Dataset):
         self.root = Path(root)
         self.image_root = find_image_root(self.root)
         self.transform = transform
-        images = {p.stem: p for p in sorted((self.image_root / "images").iterdir())
-                  if p.suffix.lower() in IMAGE_SUFFIXES}
-        masks = {p.stem: p for p in sorted((self.image_root / "masks").iterdir())
-                 if p.suffix.lower() in IMAGE_SUFFIXES}
+        images = _files_by_id(self.image_root / "images")
+        masks = _files_by_id(self.image_root / "masks")
         if not images:
             raise FileNotFoundError(f"no .jpg/.png images in {self.image_root / 'images'}")
         missing = sorted(set(images) - set(masks))
         if missing:
             raise FileNotFoundError(f"{len(missing)} images have no mask in {self.image_root / 'masks'}, "
                                     f"e.g. {missing[0]}; the copy is incomplete: download it again")
+        _report(f"{self.image_root / 'masks'}: masks without an image, not used", sorted(set(masks) - set(images)))
         split_files = {s: _find_split_file(self.image_root, self.root, s) for s in ("train", "val")}
         listed = {s: _read_split(f) for s, f in split_files.items() if f is not None}
         for s, listed_ids in listed.items():
@@ -96,6 +126,14 @@ class KvasirSeg(Dataset):
             if unknown:
                 raise FileNotFoundError(f"{split_files[s]} lists {len(unknown)} ids with no image in "
                                         f"{self.image_root / 'images'}, e.g. {unknown[0]}")
+        if len(listed) == 2:
+            both = sorted(set(listed["train"]) & set(listed["val"]))
+            if both:
+                raise ValueError(f"{len(both)} ids are in both {split_files['train']} and {split_files['val']}, "
+                                 f"e.g. {both[0]}: validation images would be trained on. Fix the split files "
+                                 f"so that each id is in one of them.")
+            _report(f"images in {self.image_root / 'images'} listed in neither split file, not used",
+                    sorted(set(images) - set(listed["train"]) - set(listed["val"])))
         if split == "all":
             ids, self.split_source = sorted(images), "all images"
         elif split in listed:
@@ -126,6 +164,7 @@ class KvasirSeg(Dataset):
                              f"image and mask must be the same size")
         if self.transform is None:
             return image, mask
+        reseed(self.transform)  # augmentation drawn from torch's generator: a resumed run repeats it exactly
         out = self.transform(image=image, mask=mask)
         return out["image"], out["mask"]
 

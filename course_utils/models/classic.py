@@ -48,8 +48,9 @@ class VGGEncoder(nn.Module):
 
     def load_vgg16_bn(self, features: nn.Module | None = None) -> None:
         """Copy the convolutions and batch norms of torchvision's ImageNet VGG16-BN (found offline or
-        downloaded by ``course_utils.weights``), or of ``features`` if given. Our convolutions have no bias (BatchNorm follows), so each VGG
-        bias is folded into the running mean: BN(conv(x) + b) with mean m equals BN(conv(x)) with m - b."""
+        downloaded by ``course_utils.weights``), or of ``features`` if given. Our convolutions have no
+        bias (BatchNorm follows), so each VGG bias is folded into the running mean: BN(conv(x) + b) with
+        mean m equals BN(conv(x)) with mean m - b."""
         if features is None:
             from torchvision.models import VGG16_BN_Weights, vgg16_bn
 
