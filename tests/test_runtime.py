@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -68,10 +69,10 @@ def test_report_prints_and_writes_for_the_runner(monkeypatch, tmp_path, capsys):
     assert json.loads(target.read_text())["dice"] == 0.8123
 
 
-@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((6, 0), torch.float16),
+@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((7, 0), torch.float16),
                                                    ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
 def test_amp_dtype_follows_the_gpu_generation(monkeypatch, capability, expected):
-    # T4 (7.5) and P100 (6.0) get fp16 with loss scaling; Ampere (8.0) and later get bf16
+    # T4 (7.5) and V100 (7.0) get fp16 with loss scaling; Ampere (8.0) and later get bf16
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda dev=None: capability)
     assert runtime.amp_dtype(torch.device("cuda")) is expected
 
@@ -79,3 +80,34 @@ def test_amp_dtype_follows_the_gpu_generation(monkeypatch, capability, expected)
 def test_peak_memory_reports_the_process_on_cpu():
     report = runtime.peak_memory(torch.device("cpu"))
     assert report.startswith("CPU process peak") and float(report.split()[3]) > 0.05  # GiB: torch alone is more
+
+
+@pytest.mark.parametrize("capability, name, unusable", [((6, 0), "Tesla P100-PCIE-16GB", True),
+                                                         ((7, 5), "Tesla T4", False)])
+def test_print_env_warns_about_a_gpu_the_installed_torch_cannot_use(monkeypatch, capsys, capability, name, unusable):
+    # Kaggle's torch 2.10 (CUDA 12.8) is built for sm_70 and newer: the P100 (sm_60) fails at the first kernel
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda dev=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_70", "sm_75", "sm_80", "sm_90", "sm_100", "sm_120"])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda dev=None: name)
+    problem = runtime.gpu_problem(torch.device("cuda"))
+    if unusable:
+        assert name in problem and "6.0" in problem and "sm_70" in problem and "T4" in problem
+    else:
+        assert problem is None
+    assert runtime.gpu_problem(torch.device("cpu")) is None
+    monkeypatch.setattr(runtime, "device", lambda: torch.device("cpu"))
+    runtime.print_env()
+    assert "WARNING" not in capsys.readouterr().out  # the CPU is always usable
+
+
+def test_num_workers_follows_the_cores_and_is_capped(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)  # a Kaggle machine
+    assert runtime.num_workers() == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert runtime.num_workers() == 8 and runtime.num_workers(limit=2) == 2
+
+
+def test_importing_course_utils_switches_off_albumentations_online_check():
+    import course_utils  # noqa: F401
+
+    assert os.environ["NO_ALBUMENTATIONS_UPDATE"] == "1"
