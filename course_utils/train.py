@@ -168,20 +168,29 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value < best if mode == "min" else value > best)
 
 
+# What changes as a run progresses, as opposed to what defines it: left out of the comparison on resume.
+_SCHEDULER_PROGRESS = {"last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step", "_is_initial"}
+_SCHEDULED_GROUP_KEYS = {"lr", "momentum", "betas"}  # a scheduler moves these every step
+
+
 def run_settings(optimizer: torch.optim.Optimizer, scheduler, steps_per_epoch: int | None, accumulate: int,
                  monitor: str, mode: str) -> dict[str, str]:
     """What defines a run besides its length, as text: stored in ``last.pt`` and compared on resume.
 
-    The optimizer's and scheduler's hyper-parameters are read from the freshly built objects (their
-    ``param_groups`` and ``state_dict()`` before any step), so a notebook that rebuilds them with the
-    same settings matches, and a changed learning rate, weight decay or scheduler length does not."""
+    The optimizer's constructor arguments and per-group settings, and the scheduler's state without
+    its progress counters, so a notebook that rebuilds them with the same settings (or passes the
+    same objects again) matches, and a changed learning rate, weight decay or schedule length does not."""
     settings = {"steps per epoch": str(steps_per_epoch), "accumulate": str(accumulate),
                 "monitor": f"{monitor} ({mode})", "optimizer": type(optimizer).__name__,
                 "scheduler": type(scheduler).__name__ if scheduler is not None else "none"}
+    settings.update({f"optimizer {key}": repr(value) for key, value in optimizer.defaults.items()})
+    moving = _SCHEDULED_GROUP_KEYS if scheduler is not None else set()
     for i, group in enumerate(optimizer.param_groups):
-        settings.update({f"optimizer group {i} {key}": repr(value) for key, value in group.items() if key != "params"})
+        settings.update({f"optimizer group {i} {key}": repr(value) for key, value in group.items()
+                         if key != "params" and key not in moving})
     if scheduler is not None:
-        settings.update({f"scheduler {key}": repr(value) for key, value in scheduler.state_dict().items()})
+        settings.update({f"scheduler {key}": repr(value) for key, value in scheduler.state_dict().items()
+                         if key not in _SCHEDULER_PROGRESS})
     return settings
 
 
