@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 CONSTRAINTS := constraints.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lab lint constraints kaggle-wheels clean
+.PHONY: run test lab lint constraints kaggle-wheels kaggle-weights clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ kaggle-wheels: $(STAMP)
 	$(BIN)/python -m pip download --quiet --no-deps -c $(CONSTRAINTS) -d dist/kaggle \
 		segmentation-models-pytorch pooch kagglehub monai
 	@ls dist/kaggle
+
+## make kaggle-weights: dist/kaggle-weights/ (needs Internet) to upload as a Kaggle dataset, for full mode offline
+kaggle-weights: $(STAMP)
+	$(BIN)/python scripts/fetch_weights.py dist/kaggle-weights
 
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache

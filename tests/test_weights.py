@@ -91,3 +91,32 @@ def test_smp_encoder_weights_offline_are_a_clear_error():
 def test_without_weights_nothing_is_looked_up():
     model = weights.smp_model("Unet", "resnet18", encoder_weights=None, classes=2)  # the offline fixture would raise
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 2, 64, 64)
+
+
+def test_make_kaggle_weights_writes_the_names_that_are_looked_for(monkeypatch, tmp_path):
+    """scripts/fetch_weights.py (make kaggle-weights), downloads faked: the files it writes are found offline."""
+    import importlib.util
+
+    import huggingface_hub
+    import torchvision.models
+    from conftest import ROOT
+
+    encoder = weights.smp_model("Unet", "resnet34", encoder_weights=None).encoder
+    source = tmp_path / "hub-file.safetensors"
+    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(source))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: str(source))
+    vgg = torchvision.models.vgg16_bn(weights=None).state_dict()
+    monkeypatch.setattr(torchvision.models.VGG16_BN_Weights.IMAGENET1K_V1.__class__, "get_state_dict",
+                        lambda self, **kwargs: vgg)
+    spec = importlib.util.spec_from_file_location("fetch_weights", ROOT / "scripts" / "fetch_weights.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    written = script.fetch(tmp_path / "kaggle-weights")
+    assert sorted(p.name for p in written) == ["resnet34.imagenet.safetensors", "vgg16_bn-6c64b313.pth"]
+
+    monkeypatch.setattr(runtime, "KAGGLE_INPUT", tmp_path)  # as if attached: /kaggle/input/kaggle-weights/...
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("no download offline"))
+    weights.smp_model("Unet", "resnet34", encoder_weights="imagenet")
+    from course_utils.models import VGGEncoder
+
+    VGGEncoder("vgg16", pretrained=True)  # the FCN/SegNet encoder of notebook 02, from the attached file
