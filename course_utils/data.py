@@ -11,26 +11,47 @@ this module holds only the machinery: finding, downloading, extracting, twins.
 3. the local cache ``data/<name>/``;
 4. a download: ``kagglehub`` for the Kaggle handle, else ``pooch`` for the official URL;
 5. otherwise an error that lists the ways to get the data.
+
+Folders this module writes (an unpacked archive, a twin) appear whole or not at all: they are
+written into a hidden staging folder beside their final place, under a lock, and renamed into
+place when complete. A run killed halfway leaves only a hidden folder, which the search ignores
+and the next write removes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import zipfile
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from course_utils import runtime
-from course_utils.datasets import DatasetInfo, brats, camvid, kvasir_seg
+from course_utils.datasets import DamagedFileError, DatasetInfo, brats, camvid, kvasir_seg
+
+try:
+    import fcntl  # file locks; POSIX only
+except ImportError:  # Windows
+    fcntl = None
 
 # Every dataset declares its entry (``INFO``) in its own module, beside its loader and twin.
 REGISTRY: dict[str, DatasetInfo] = {module.INFO.name: module.INFO for module in (kvasir_seg, camvid, brats)}
 
+TWIN_STAMP = ".twin_version"  # in a twin's folder: the twin_version it was written with
+EXTRACTED_MARK = ".extracted"  # in an unpacked archive's folder: the archive's file name
+
 
 class DataNotFoundError(FileNotFoundError):
     """Raised when a dataset cannot be found or fetched; the message says what to do."""
+
+
+class DownloadError(ConnectionError):
+    """A download that did not complete (connection dropped, server error); names the URL."""
 
 
 def info(name: str) -> DatasetInfo:
@@ -63,24 +84,29 @@ def derived_dir(name: str) -> Path:
     return folder
 
 
+# ---------------------------------------------------------------------------------------------
+# Finding
+
+
 def has_marker(folder: Path, marker: str, max_depth: int = 4) -> bool:
     """True if ``folder`` or a folder below it (up to ``max_depth``) ends with ``marker``.
 
     The marker is matched from the right, so ``Kvasir-SEG/masks`` is found in both the official
     zip (``Kvasir-SEG/masks``) and the Kaggle copy (``Kvasir-SEG/Kvasir-SEG/masks``), and also
-    when the folder given is ``Kvasir-SEG`` itself.
+    when the folder given is ``Kvasir-SEG`` itself. Hidden entries (names starting with ``.``) are
+    skipped: they include the staging folders of unfinished writes, which must not pass for data.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return False
     base_depth = len(folder.parts)
     for current, subdirs, files in os.walk(folder):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         here = Path(current)
-        if any((here / entry).match(marker) for entry in [*subdirs, *files]):
+        if any((here / entry).match(marker) for entry in [*subdirs, *files] if not entry.startswith(".")):
             return True
         if len(here.parts) - base_depth >= max_depth:
             subdirs.clear()  # do not descend further
-        subdirs.sort()
     return False
 
 
@@ -109,6 +135,8 @@ def find_local(name: str, path: str | Path | None = None, kaggle_input: Path | N
     """Steps 1-3 of :func:`locate` (no download): ``(folder, where)`` or None.
 
     An explicit ``path`` that does not hold the dataset is an error, not a reason to look elsewhere.
+    A ``COURSE_DATA_DIR`` that does not hold it is reported, then the other places are searched
+    (the variable may be set for another dataset).
     """
     ds = info(name)
     if path is not None:
@@ -120,9 +148,12 @@ def find_local(name: str, path: str | Path | None = None, kaggle_input: Path | N
         return path, "the path you gave"
     env = os.environ.get("COURSE_DATA_DIR")
     if env:
-        for candidate in (Path(env) / name, Path(env)):
+        candidates = (Path(env) / name, Path(env))
+        for candidate in candidates:
             if has_marker(candidate, ds.marker):
                 return candidate, "COURSE_DATA_DIR"
+        print(f"{name}: COURSE_DATA_DIR is {env}, but neither {candidates[0]} nor {candidates[1]} holds "
+              f"{ds.title} (expected '{ds.marker}' in it or below it); looking in the other places.")
     for mount in kaggle_mounts(ds, kaggle_input):
         if has_marker(mount, ds.marker):
             return mount, "the Kaggle input mount"
@@ -160,16 +191,22 @@ def locate(name: str, path: str | Path | None = None, download: bool = True,
         if ds.url:
             try:
                 root = download_url(ds.url, cache_dir() / name, sha256=ds.sha256)
+                if not has_marker(root, ds.marker):
+                    raise DataNotFoundError(f"it was unpacked into {root}, but '{ds.marker}' is not in it")
                 print(f"{name}: downloaded from {ds.url}: {root}")
                 return root
             except Exception as error:
                 problems.append(f"download of {ds.url} failed: {error}")
-    raise DataNotFoundError(_not_found_message(ds, problems))
+    raise DataNotFoundError(_not_found_message(ds, problems, kaggle_input))
 
 
-def _not_found_message(ds: DatasetInfo, problems: list[str]) -> str:
-    lines = [f"Could not find {ds.title} ({ds.name}). Looked for '{ds.marker}' in COURSE_DATA_DIR, "
-             f"{runtime.KAGGLE_INPUT} and {cache_dir() / ds.name}."]
+def _not_found_message(ds: DatasetInfo, problems: list[str], kaggle_input: Path | None = None) -> str:
+    env = os.environ.get("COURSE_DATA_DIR")
+    lines = [f"Could not find {ds.title} ({ds.name}). Looked for '{ds.marker}' in:",
+             f"  - COURSE_DATA_DIR: {env} (it does not hold the dataset; check the folder)" if env
+             else "  - COURSE_DATA_DIR: not set",
+             f"  - the Kaggle input mounts under {kaggle_input or runtime.KAGGLE_INPUT}",
+             f"  - the local cache {cache_dir() / ds.name}"]
     lines += [f"  - {p}" for p in problems]
     lines.append("Ways to get it:")
     if ds.kaggle:
@@ -183,6 +220,10 @@ def _not_found_message(ds: DatasetInfo, problems: list[str]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------
+# Downloading
+
+
 def download_kaggle(handle: str) -> Path:
     """Download (or reuse kagglehub's cache of) a Kaggle dataset; returns its folder."""
     import kagglehub
@@ -191,70 +232,242 @@ def download_kaggle(handle: str) -> Path:
 
 
 def download_url(url: str, target: Path, sha256: str | None = None) -> Path:
-    """Download ``url`` with pooch (progress bar, sha256 check) and unpack it safely into ``target``."""
-    import pooch
+    """Download ``url`` with pooch (progress bar, sha256 check) and unpack it safely into ``target``.
 
+    The archive is kept in ``downloads/`` beside ``target`` so that a later run need not fetch it
+    again. pooch reuses a file it finds there without looking inside when no sha256 is known, so
+    the archive is read through before unpacking: a damaged one (a download cut short, a corrupt
+    copy) is deleted and fetched once more, and if the new copy is damaged too that is an error.
+    """
     target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
+    downloads = target.parent / "downloads"
+    archive = _fetch(url, downloads, sha256)
+    problem = archive_problem(archive)
+    if problem:
+        print(f"{archive} is damaged ({problem}); deleting it and downloading it again.")
+        archive.unlink(missing_ok=True)
+        archive = _fetch(url, downloads, sha256)
+        problem = archive_problem(archive)
+        if problem:
+            raise DamagedFileError(
+                f"{url}: the downloaded file {archive} is damaged ({problem}), twice in a row. The server "
+                f"may be sending a broken file: try again later, or download it yourself, unpack it and pass "
+                f"the folder (locate(..., path=...) or COURSE_DATA_DIR).")
+    return extract(archive, target)
+
+
+def _fetch(url: str, folder: Path, sha256: str | None) -> Path:
+    """``pooch.retrieve`` into ``folder``, with errors that name the URL and say what to do.
+
+    pooch streams into a temporary file and keeps it only when it arrived whole (and matches the
+    sha256), so after any of these errors nothing half-downloaded stays behind.
+    """
+    import pooch
+    import requests
+
     try:
-        archive = Path(pooch.retrieve(url, known_hash=f"sha256:{sha256}" if sha256 else None,
-                                      path=target / "downloads", progressbar=True))
+        return Path(pooch.retrieve(url, known_hash=f"sha256:{sha256}" if sha256 else None,
+                                   path=folder, progressbar=True))
     except ValueError as error:  # pooch deletes a file whose checksum does not match
         raise ValueError(f"{url}: the download is not the expected file ({error}). Try again; if it "
                          f"persists the server's file changed: tell the course maintainers.") from error
-    extract(archive, target)
-    return target
+    except requests.HTTPError as error:
+        raise DownloadError(f"{url}: the server refused the download ({error}). The address may have "
+                            f"moved: tell the course maintainers, or get the data another way (below).") from error
+    except requests.RequestException as error:  # connection dropped, refused or timed out
+        raise DownloadError(
+            f"{url}: the download did not complete ({type(error).__name__}: {error}). Nothing was kept. "
+            f"Check the Internet connection (on Kaggle: Settings -> Internet on) and run again; or download "
+            f"the file yourself, unpack it and pass the folder (locate(..., path=...) or COURSE_DATA_DIR).") from error
+
+
+def archive_problem(archive: Path) -> str | None:
+    """What is wrong with the zip or tar ``archive``, or None when every member reads back intact.
+
+    Reading every member is what proves an archive whole: a download cut short loses the zip's
+    central directory (stored at its end) or the tar's last bytes, and a changed byte fails a zip
+    member's CRC or the gzip checksum. This costs one read of the archive, small beside a download.
+    (An uncompressed tar cut exactly between two members still reads as a shorter, whole archive.)
+    """
+    archive = Path(archive)
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                bad = zf.testzip()
+            return f"member {bad!r} fails its CRC check" if bad else None
+        if tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tf:
+                for member in tf:
+                    if member.isfile():
+                        with tf.extractfile(member) as stream:
+                            while stream.read(1 << 20):
+                                pass
+            return None
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, zlib.error) as error:
+        return f"{type(error).__name__}: {error}"
+    return "it is neither a zip nor a tar archive, or it is cut short"
+
+
+# ---------------------------------------------------------------------------------------------
+# Extracting
 
 
 def extract(archive: Path, target: Path) -> Path:
-    """Unpack a zip or tar archive into ``target``, refusing any member that would land outside it
-    (``../`` paths, absolute paths, links): a malicious archive must not write elsewhere."""
+    """Unpack a zip or tar archive into ``target`` (which must be absent or empty); returns ``target``.
+
+    The archive is unpacked into a hidden staging folder and renamed to ``target`` when complete
+    (see :func:`_write_whole`), so a run killed halfway never leaves a half dataset that the next run
+    takes for a whole one. Members that would land outside ``target`` (``../`` or absolute paths),
+    links, devices, FIFOs and setuid/setgid files are refused: a malicious archive must not write
+    elsewhere or plant special files.
+    """
     archive, target = Path(archive), Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    top = target.resolve()
 
-    def check(member: str) -> None:
-        dest = (top / member).resolve()
-        if dest != top and top not in dest.parents:
-            raise ValueError(f"{archive}: member {member!r} would be written outside {target}; "
-                             f"refusing to extract this archive (it may be corrupt or malicious)")
+    def unpack(staging: Path) -> None:
+        _unpack(archive, staging)
+        (staging / EXTRACTED_MARK).write_text(archive.name)
 
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                check(member)
-            zf.extractall(target)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tf:
-            for member in tf.getmembers():
-                check(member.name)
-                if member.issym() or member.islnk():
-                    raise ValueError(f"{archive}: member {member.name!r} is a link; refusing to extract")
-            tf.extractall(target)
-    else:
-        raise ValueError(f"{archive} is neither a zip nor a tar archive; delete it and download again")
+    with _writer_lock(target):
+        mark = target / EXTRACTED_MARK
+        if mark.is_file() and mark.read_text() == archive.name:
+            return target  # another run unpacked it while this one waited for the lock
+        if target.exists() and any(target.iterdir()):
+            raise FileExistsError(f"{target} already exists and is not an unpacked copy of {archive.name}; refusing "
+                                  f"to unpack on top of it. Delete it (or pick an empty folder) and run again.")
+        _write_whole(target, unpack)
     return target
 
 
+def _unpack(archive: Path, folder: Path) -> None:
+    """Check every member of ``archive``, then unpack it into ``folder``."""
+    folder.mkdir(parents=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:  # zipfile makes neither links nor special files
+            for member in zf.namelist():
+                _check_inside(archive, member, folder)
+            zf.extractall(folder)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            for member in members:
+                _check_inside(archive, member.name, folder)
+                _check_tar_member(archive, member)
+            # Python's own "data" filter (3.12, backported to 3.8.17+) refuses the same, again
+            safety = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tf.extractall(folder, members, **safety)
+    else:
+        raise ValueError(f"{archive} is neither a zip nor a tar archive; delete it and download again")
+
+
+def _check_inside(archive: Path, member: str, folder: Path) -> None:
+    top = folder.resolve()
+    dest = (top / member).resolve()
+    if dest != top and top not in dest.parents:
+        raise ValueError(f"{archive}: member {member!r} would be written outside the target folder; "
+                         f"refusing to extract this archive (it may be corrupt or malicious)")
+
+
+def _check_tar_member(archive: Path, member: tarfile.TarInfo) -> None:
+    """Only plain files and folders: a dataset needs nothing else, and links, devices, FIFOs or
+    setuid/setgid programs from a downloaded archive can reach outside it or be abused."""
+    if member.issym() or member.islnk():
+        problem = f"is a link (to {member.linkname!r})"
+    elif member.isdev():
+        problem = "is a device or FIFO"
+    elif not (member.isfile() or member.isdir()):
+        problem = f"is a special entry (tar type {member.type!r})"
+    elif member.mode & (stat.S_ISUID | stat.S_ISGID):
+        problem = f"has the setuid or setgid bit set (mode {member.mode:o})"
+    else:
+        return
+    raise ValueError(f"{archive}: member {member.name!r} {problem}; a dataset holds only files and folders, "
+                     f"so this archive is refused (it may be corrupt or malicious)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing a folder whole: staging, lock, rename
+
+
+def _staging(folder: Path) -> Path:
+    """The hidden folder beside ``folder`` that this process writes into before the rename."""
+    return folder.with_name(f".{folder.name}.incomplete-{os.getpid()}")
+
+
+def _write_whole(folder: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write(staging)``, then rename the staging folder to ``folder`` (replacing it).
+
+    Call it inside :func:`_writer_lock`. One rename makes ``folder`` appear complete at once; if
+    ``write`` fails, its staging folder is removed and the error passes on.
+    """
+    staging = _staging(folder)
+    try:
+        write(staging)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def _writer_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (the file ``.<name>.lock`` beside it) while writing it.
+
+    Two runs (notebooks and tests side by side in CI) may want to write the same folder at once:
+    the lock makes the second wait until the first is done, so it finds the finished folder rather
+    than replacing it under a reader. The system releases the lock when its process exits or is
+    killed, so a dead run never blocks the next, and any staging folder found while holding the
+    lock was left by a killed run: it is removed. Without ``fcntl`` (Windows), or on a file system
+    without locks, there is no lock: run one notebook at a time there.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(f".{folder.name}.lock"), "a") as handle:  # closing it releases the lock
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"waiting for another run that is writing {folder}...")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            except OSError:  # the file system does not support locks
+                pass
+        for stale in folder.parent.glob(f".{folder.name}.incomplete-*"):
+            print(f"removing {stale}, left by a run that was stopped while writing it")
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic twins
+
+
 def twin_dir(name: str, root: Path | None = None) -> Path:
-    """The synthetic twin of ``name`` in ``data/twins/<name>``, written on first use."""
+    """The synthetic twin of ``name`` in ``data/twins/<name>``, written on first use.
+
+    Several runs may ask for it at once. The first takes the lock and writes the twin (staging
+    folder, then rename); the others wait for the lock, see the finished twin's version stamp and
+    use it. A complete twin of the current version is never removed, so no run deletes a twin
+    that another is reading; only a twin of an older version is replaced.
+    """
     ds = info(name)
     if ds.write_twin is None:
         raise DataNotFoundError(f"{name} has no synthetic twin; smoke mode cannot run without one")
     folder = Path(root) if root else cache_dir() / "twins" / name
-    stamp = folder / ".twin_version"
-    if stamp.is_file() and stamp.read_text().strip() == str(ds.twin_version):
-        return folder
-    staging = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    write_twin(name, staging)
-    (staging / ".twin_version").write_text(str(ds.twin_version))
-    shutil.rmtree(folder, ignore_errors=True)
-    try:
-        os.replace(staging, folder)  # the twin appears whole or not at all
-    except OSError:  # another run put its (identical) twin there first
-        shutil.rmtree(staging, ignore_errors=True)
+
+    def write(staging: Path) -> None:
+        write_twin(name, staging)
+        (staging / TWIN_STAMP).write_text(str(ds.twin_version))  # last: the twin is complete
+
+    if not _twin_is_current(folder, ds):
+        with _writer_lock(folder):
+            if not _twin_is_current(folder, ds):  # another run may have written it while we waited
+                _write_whole(folder, write)
     return folder
+
+
+def _twin_is_current(folder: Path, ds: DatasetInfo) -> bool:
+    stamp = folder / TWIN_STAMP
+    return stamp.is_file() and stamp.read_text().strip() == str(ds.twin_version)
 
 
 def write_twin(name: str, root: str | Path) -> Path:
