@@ -106,8 +106,12 @@ def amp_dtype(dev: torch.device) -> torch.dtype | None:
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch (all GPUs). ``deterministic=True`` also asks cuDNN for
-    reproducible kernels, which is slower; CPU runs are reproducible either way."""
+    """Seed Python, NumPy and torch (all GPUs).
+
+    By default cuDNN benchmarks its convolution algorithms and keeps the fastest
+    (``cudnn.benchmark``): faster training, but some of those algorithms are not deterministic, so
+    two GPU runs with the same seed can differ slightly. ``deterministic=True`` asks for
+    reproducible kernels instead, at some cost in speed. CPU runs are reproducible either way."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -50,7 +50,11 @@ def _to(batch, dev: torch.device, channels_last: bool = False):
 def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None,
              metrics: dict[str, Metric] | None = None, device: torch.device | None = None,
              amp: bool = True) -> dict[str, float]:
-    """Mean loss (``val_loss``) and mean per-sample metrics over ``loader``."""
+    """The mean loss (``val_loss``, when ``loss_fn`` is given) and every metric over ``loader``.
+
+    A metric function returns one score per sample and is averaged over all samples; an
+    accumulating metric (``reset``/``update``/``compute``, such as ``metrics.MeanIoU``) sees every
+    batch and computes one value over the whole set, as a dataset-level mIoU must be."""
     dev = device or next(model.parameters()).device
     model.eval()
     metrics = metrics or {}

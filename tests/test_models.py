@@ -15,8 +15,8 @@ def test_output_is_one_score_map_per_class_at_input_size(model, size):
 
 def test_fcn_variants_differ_only_by_their_skips():
     names = {stride: {n for n, _ in FCN(5, stride, "small").named_parameters()} for stride in (32, 16, 8)}
-    assert names[16] - names[32] == {"score16.weight", "score16.bias"}
-    assert names[8] - names[16] == {"score8.weight", "score8.bias"}
+    assert names[16] - names[32] == {"score16.weight", "score16.bias", "up_32_to_16.weight"}
+    assert names[8] - names[16] == {"score8.weight", "score8.bias", "up_16_to_8.weight"}  # FCN-32s has no unused layer
 
 
 def test_bilinear_kernel_upsamples_like_interpolation():
@@ -46,7 +46,7 @@ def test_vgg16_bn_weights_are_copied_with_the_biases_folded():
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         ours = encoder.eval()(x)[-1]
-        theirs = source[:-1](x)  # VGG features up to the last pooling
+        theirs = source(x)  # VGG features, the last pooling included
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="ImageNet weights"):
         VGGEncoder("small", pretrained=True)

@@ -28,7 +28,9 @@ def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class VGGEncoder(nn.Module):
-    """Five conv stages; ``forward`` returns each stage's output *before* its pooling."""
+    """Five conv stages, each closed by 2x2 max-pooling; ``forward`` returns the five pooled maps
+    (pool1 ... pool5, at 1/2 ... 1/32 of the input), and with ``return_indices=True`` also where each
+    maximum came from and the size before pooling, which SegNet's decoder needs."""
 
     def __init__(self, widths: str = "vgg16", pretrained: bool = False, in_channels: int = 3):
         super().__init__()
@@ -69,13 +71,15 @@ class VGGEncoder(nn.Module):
             if src_conv.bias is not None:
                 dst_bn.running_mean.sub_(src_conv.bias.data)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = []
+    def forward(self, x: torch.Tensor, return_indices: bool = False):
+        pooled, indices, sizes = [], [], []
         for stage in self.stages:
             x = stage(x)
-            features.append(x)
-            x = F.max_pool2d(x, 2)
-        return features
+            sizes.append(x.shape[-2:])
+            x, where = F.max_pool2d(x, 2, return_indices=True)  # remember where each maximum was
+            pooled.append(x)
+            indices.append(where)
+        return (pooled, indices, sizes) if return_indices else pooled
 
 
 def bilinear_kernel(channels: int, size: int) -> torch.Tensor:
@@ -106,23 +110,28 @@ class FCN(nn.Module):
         self.head = nn.Sequential(conv_bn_relu(c5, head), nn.Dropout2d(0.1), nn.Conv2d(head, head, 1),
                                   nn.ReLU(inplace=True), nn.Dropout2d(0.1))
         self.score32 = nn.Conv2d(head, num_classes, 1)
+        # each skip: a score layer on the shallower map, and a learned 2x upsampling of the deeper scores
+        # (a transposed convolution initialised as bilinear interpolation); FCN-32s has neither
         self.score16 = nn.Conv2d(c4, num_classes, 1) if stride <= 16 else None
+        self.up_32_to_16 = _bilinear_up(num_classes) if stride <= 16 else None
         self.score8 = nn.Conv2d(c3, num_classes, 1) if stride <= 8 else None
-        # learned 2x upsampling between levels, initialised as bilinear interpolation
-        self.up32 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1, bias=False)
-        self.up16 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1, bias=False)
-        for up in (self.up32, self.up16):
-            up.weight.data.copy_(bilinear_kernel(num_classes, 4))
+        self.up_16_to_8 = _bilinear_up(num_classes) if stride <= 8 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
-        pool3, pool4, pool5 = (F.max_pool2d(f, 2) for f in self.encoder(x)[2:])  # 1/8, 1/16, 1/32
+        pool3, pool4, pool5 = self.encoder(x)[2:]  # 1/8, 1/16, 1/32 of the input
         scores = self.score32(self.head(pool5))
         if self.score16 is not None:
-            scores = _match(self.up32(scores), pool4) + self.score16(pool4)  # fuse at 1/16
+            scores = _match(self.up_32_to_16(scores), pool4) + self.score16(pool4)  # fuse at 1/16
         if self.score8 is not None:
-            scores = _match(self.up16(scores), pool3) + self.score8(pool3)  # fuse at 1/8
+            scores = _match(self.up_16_to_8(scores), pool3) + self.score8(pool3)  # fuse at 1/8
         return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+
+
+def _bilinear_up(channels: int) -> nn.ConvTranspose2d:
+    up = nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1, bias=False)
+    up.weight.data.copy_(bilinear_kernel(channels, 4))
+    return up
 
 
 def _match(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -146,13 +155,9 @@ class SegNet(nn.Module):
         self.classifier = nn.Conv2d(channels[0], num_classes, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = []
-        for stage in self.encoder.stages:
-            x = stage(x)
-            size = x.shape[-2:]
-            x, indices = F.max_pool2d(x, 2, return_indices=True)  # remember where each maximum was
-            pooled.append((indices, size))
-        for stage, (indices, size) in zip(self.decoder, reversed(pooled)):
-            x = F.max_unpool2d(x, indices, 2, output_size=size)  # put each value back where it came from
+        pooled, indices, sizes = self.encoder(x, return_indices=True)
+        x = pooled[-1]
+        for stage, where, size in zip(self.decoder, reversed(indices), reversed(sizes)):
+            x = F.max_unpool2d(x, where, 2, output_size=size)  # put each value back where its maximum was
             x = stage(x)
         return self.classifier(x)
