@@ -1,0 +1,107 @@
+"""Samples per second of each notebook's full-mode training pipeline, so that loader regressions show.
+
+    python scripts/benchmark_loaders.py                       # every dataset, 2 workers
+    python scripts/benchmark_loaders.py camvid --workers 4    # one dataset, Kaggle's 4 workers
+
+Each dataset is read where ``data.find_local`` finds the real data, else from a synthetic twin
+written at the real size into a temporary folder (the Kvasir-SEG twin's images, 320-500 pixels wide,
+are smaller than most real ones, which reach 1920x1072). The pipelines mirror the notebooks' full-mode
+cells: change them together. A T4 trains these models at roughly (estimates, not measurements):
+U-Net/ResNet-34 at 352x352 ~100 images/s, DeepLabV3+ at 352x480 ~60, a 3D U-Net on 128^3 crops ~10.
+BraTS samples come from the preprocessed cache, which is built before the timing starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from course_utils import data  # before albumentations (imported in the pipelines): no online version check
+
+
+def kvasir_seg(root: Path) -> tuple[Dataset, int]:
+    import albumentations as A
+    from albumentations.pytorch import ToTensorV2
+
+    from course_utils.datasets.kvasir_seg import KvasirSeg
+
+    tf = A.Compose([A.Resize(352, 352), A.HorizontalFlip(), A.VerticalFlip(), A.RandomRotate90(),
+                    A.Affine(scale=(0.8, 1.2), rotate=(-20, 20), p=0.5),
+                    A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.1, hue=0.02, p=0.5),
+                    A.Normalize(), ToTensorV2()], seed=0)
+    return KvasirSeg(root, "train", transform=tf), 16
+
+
+def camvid(root: Path) -> tuple[Dataset, int]:
+    import albumentations as A
+    from albumentations.pytorch import ToTensorV2
+
+    from course_utils.datasets.camvid import IGNORE_INDEX, CamVid
+
+    tf = A.Compose([A.Resize(352, 480), A.HorizontalFlip(),
+                    A.Affine(scale=(0.75, 1.25), p=0.5, border_mode=0, fill_mask=IGNORE_INDEX),
+                    A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+                    A.Normalize(), ToTensorV2()], seed=0)
+    return CamVid(root, "train", classes="11", transform=tf), 8
+
+
+def brats2020(root: Path) -> tuple[Dataset, int]:
+    """128^3 crops from the preprocessed cache (built here on first use: not part of the timing)."""
+    from monai.transforms import Compose, RandFlipd, RandScaleIntensityd, RandShiftIntensityd
+
+    from course_utils.datasets import brats
+
+    keys = ["image", "label"]
+    augment = Compose([RandFlipd(keys, prob=0.5, spatial_axis=0), RandFlipd(keys, prob=0.5, spatial_axis=1),
+                       RandFlipd(keys, prob=0.5, spatial_axis=2), RandScaleIntensityd("image", factors=0.1, prob=1.0),
+                       RandShiftIntensityd("image", offsets=0.1, prob=1.0)])
+    cases = brats.cache_cases(brats.find_cases(root), tempfile.mkdtemp(prefix="bench-brats-cache-"))
+    return brats.RandomCrops(cases * 4, (128, 128, 128), augment), 1
+
+
+PIPELINES: dict[str, Callable[[Path], tuple[Dataset, int]]] = {
+    "kvasir_seg": kvasir_seg, "camvid": camvid, "brats2020": brats2020}
+REAL_SIZE_TWINS = {"kvasir_seg": {}, "camvid": {"size": (960, 720), "counts": {"train": 24}},
+                   "brats2020": {"case_numbers": (1, 2, 3, 4), "shape": (240, 240, 155), "compressed": True}}
+
+
+def samples_per_second(dataset: Dataset, batch_size: int, workers: int, batches: int) -> float:
+    """Training-loader throughput: batches after the first (which pays for starting the workers)."""
+    loader = DataLoader(dataset, batch_size, shuffle=True, drop_last=True, num_workers=workers,
+                        persistent_workers=workers > 0)
+    iterator = iter(loader)
+    next(iterator)
+    start, seen = time.perf_counter(), 0
+    for _, (images, _) in zip(range(batches), iterator):
+        seen += len(images)
+    return seen / (time.perf_counter() - start)
+
+
+def benchmark(name: str, workers: int = 2, batches: int = 4, root: Path | None = None) -> float:
+    if root is None:
+        found = data.find_local(name)
+        if found:
+            root = found[0]
+        else:
+            root = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+            data.info(name).write_twin(root, **REAL_SIZE_TWINS[name])
+    dataset, batch_size = PIPELINES[name](root)
+    return samples_per_second(dataset, batch_size, workers, batches)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=list(PIPELINES))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=4)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    for name in args.names:
+        rate = benchmark(name, args.workers, args.batches)
+        print(f"{name:<12} {rate:8.1f} samples/s  ({args.workers} workers)")
