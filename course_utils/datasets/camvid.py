@@ -6,26 +6,46 @@ Layout (Kaggle ``carlolepelaars/camvid``; ``root`` is what ``data.locate`` retur
     CamVid/{train,val,test}/<name>.png         960x720 RGB frames
     CamVid/{train,val,test}_labels/<name>_L.png  labels, RGB colour-coded (one colour per class)
 
-Labels become class ids by **exact** colour match through ``class_dict.csv``. ``Void`` and any
-colour not in the file become ``IGNORE_INDEX``, which losses and metrics skip. Labels must be
-resized with nearest neighbour only: interpolating colours invents colours of no class.
+Labels become class ids by **exact** colour match through ``class_dict.csv``; ``Void`` becomes
+``IGNORE_INDEX``, which losses and metrics skip. A label with colours of no class (saved as JPEG,
+resized with interpolation, or a grey map of class ids) is refused: guessing the nearest colour
+would train on wrong classes without a word. Labels must be resized with nearest neighbour only.
+
+The colour lookup costs about 10 ms per 960x720 label, as much as decoding it, and gives the same
+answer every epoch; so each label is converted once, when the dataset is built, into a greyscale
+PNG of class ids cached in ``data.derived_dir("camvid")``, and training reads those.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from torch.utils.data import Dataset
 
-from course_utils.datasets import DatasetInfo, find_folder, read_image
+from course_utils.datasets import DatasetInfo, find_folder, read_grey, read_image, reseed
 
 IGNORE_INDEX = 255
 SPLITS = ("train", "val", "test")
 TWIN_VERSION = 1
+CACHE_VERSION = 1  # bump when the cached class-id labels change meaning, so old caches are not reused
+
+# The CamVid labels were painted with the 32 colours of class_dict.csv and saved losslessly, so a
+# faithful copy should have no other colour. A label saved as JPEG or resized with interpolation has
+# 5-58 % of its pixels in colours of no class (measured on the twin: bilinear resizing to 90 % of the
+# size already gives 5-8 %), a grey map of class ids 100 %. Up to 1 % become IGNORE_INDEX with a
+# printed report: enough for a few touched-up pixels in a real label without refusing the whole
+# dataset (we could not check every real label here), far below what any conversion produces.
+UNKNOWN_TOLERANCE = 0.01
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # images that are not PNG
 
 # The widely used 11-class grouping of the 32 CamVid classes (SegNet's benchmark); Void is ignored.
 GROUPS_11 = {
@@ -44,33 +64,83 @@ GROUPS_11 = {
 
 
 def read_class_dict(path: Path) -> list[tuple[str, tuple[int, int, int]]]:
-    """``[(name, (r, g, b)), ...]`` in file order, tolerant of the spaces after commas."""
-    with open(path, newline="") as f:
-        rows = [[cell.strip() for cell in row] for row in csv.reader(f) if row]
-    if not rows or [c.lower() for c in rows[0]] != ["name", "r", "g", "b"]:
-        raise ValueError(f"{path}: expected the header 'name,r,g,b', found {rows[0] if rows else 'an empty file'}")
-    classes = []
-    for number, row in enumerate(rows[1:], start=2):
+    """``[(name, (r, g, b)), ...]`` in file order, tolerant of the spaces after commas and of the
+    byte-order mark that Excel's "CSV UTF-8" writes. Two rows with one name or one colour are refused:
+    a pixel of a shared colour would silently get the class of whichever row came last."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            rows = [(reader.line_num, [cell.strip() for cell in row]) for row in reader if row]
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: expected UTF-8 text ({error}); save it again as CSV UTF-8") from error
+    if not rows or [c.lower() for c in rows[0][1]] != ["name", "r", "g", "b"]:
+        raise ValueError(f"{path}: expected the header 'name,r,g,b', found {rows[0][1] if rows else 'an empty file'}")
+    classes, lines_of_name, rows_of_colour = [], {}, {}
+    for line, row in rows[1:]:
         try:
             name, r, g, b = row
-            classes.append((name, (int(r), int(g), int(b))))
+            colour = (int(r), int(g), int(b))
         except ValueError as error:
-            raise ValueError(f"{path}, line {number}: expected 'name,r,g,b' with integer colours, "
-                             f"found {row}") from error
+            raise ValueError(f"{path}, line {line}: expected 'name,r,g,b' with integer colours, found {row}") from error
+        if not all(0 <= c <= 255 for c in colour):
+            raise ValueError(f"{path}, line {line}: colour values must be 0-255, found {row}")
+        classes.append((name, colour))
+        lines_of_name.setdefault(name, []).append(line)
+        rows_of_colour.setdefault(colour, []).append(f"{name} on line {line}")
+    repeated = [f"name {name!r} on lines {lines}" for name, lines in lines_of_name.items() if len(lines) > 1]
+    repeated += [f"colour {colour} for {' and '.join(rows)}" for colour, rows in rows_of_colour.items()
+                 if len(rows) > 1]
+    if repeated:
+        raise ValueError(f"{path}: each class needs its own name and its own colour, found {'; '.join(repeated)}. "
+                         f"Fix those rows (the Kaggle copy has 32 rows, all different) or download the dataset again.")
     return classes
 
 
-def rgb_to_ids(label_rgb: np.ndarray, colours: dict[tuple[int, int, int], int]) -> np.ndarray:
-    """Colour-coded (H, W, 3) uint8 label to (H, W) class ids; colours not in ``colours`` -> IGNORE_INDEX.
+def _lookup(label_rgb: np.ndarray, colours: dict[tuple[int, int, int], int]) -> tuple[np.ndarray, np.ndarray]:
+    """(class ids, mask of pixels whose colour is not in ``colours``); unknown pixels get IGNORE_INDEX.
 
     Each colour becomes one integer r*65536 + g*256 + b; a binary search in the sorted known codes
-    finds its class, and a code that is not there exactly is ignored (no nearest colour is guessed).
+    finds its class, and a code that is not there exactly is unknown (no nearest colour is guessed).
     """
     codes = (label_rgb[..., 0].astype(np.int64) << 16) | (label_rgb[..., 1].astype(np.int64) << 8) | label_rgb[..., 2]
     known = np.array(sorted(((r << 16) | (g << 8) | b, i) for (r, g, b), i in colours.items()), dtype=np.int64)
     position = np.searchsorted(known[:, 0], codes).clip(max=len(known) - 1)
     exact = known[position, 0] == codes
-    return np.where(exact, known[position, 1], IGNORE_INDEX).astype(np.uint8)
+    return np.where(exact, known[position, 1], IGNORE_INDEX).astype(np.uint8), ~exact
+
+
+def rgb_to_ids(label_rgb: np.ndarray, colours: dict[tuple[int, int, int], int]) -> np.ndarray:
+    """Colour-coded (H, W, 3) uint8 label to (H, W) class ids; colours not in ``colours`` -> IGNORE_INDEX."""
+    return _lookup(label_rgb, colours)[0]
+
+
+def _common_colours(label_rgb: np.ndarray, mask: np.ndarray, top: int = 3) -> list[list[int]]:
+    """The ``top`` most frequent colours under ``mask`` as ``[r, g, b, pixel count]``, most frequent first."""
+    colours, counts = np.unique(label_rgb[mask], axis=0, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:top]
+    return [[*map(int, colours[i]), int(counts[i])] for i in order]
+
+
+def _examples(colours: list[list[int]]) -> str:
+    return ", ".join(f"({r}, {g}, {b}) x{n:,}" for r, g, b, n in colours)
+
+
+def _what_file(path: Path) -> str:
+    """What a label file really is, for the error message (PIL reads only the header here)."""
+    try:
+        with Image.open(path) as im:
+            kind, mode = im.format, im.mode
+    except OSError:
+        return ""
+    if kind != "PNG":
+        lossy = ": lossy compression invents colours of no class along every edge" if kind in ("JPEG", "WEBP") else ""
+        return f"The file holds {kind} data, not PNG{lossy}."
+    if mode in ("1", "L", "LA", "I", "I;16"):
+        return (f"It is a greyscale PNG (mode {mode}), perhaps a map of class ids; CamVid labels are RGB PNGs with "
+                f"the colours of class_dict.csv.")
+    if mode == "P":
+        return "It is a palette PNG (mode P) whose palette is not the colours of class_dict.csv."
+    return "It is an RGB PNG, perhaps resized with interpolation or saved as JPEG on its way here."
 
 
 class CamVid(Dataset):
@@ -78,7 +148,13 @@ class CamVid(Dataset):
 
     ``classes="32"``: the classes of ``class_dict.csv`` in file order, without Void (31 classes).
     ``classes="11"``: the 11-class grouping of ``GROUPS_11`` used by SegNet and most papers since.
-    In both, Void and unknown colours are ``IGNORE_INDEX`` (255).
+    In both, Void is ``IGNORE_INDEX`` (255).
+
+    Building the dataset checks every file of the split and converts new or changed labels to
+    class ids (cached), so a bad label stops you here, not in the middle of training.
+
+    ``image_paths`` are the frames, ``label_paths`` their colour-coded labels, ``id_paths`` the
+    cached class-id PNGs that ``read_label`` and items read.
 
     Without a ``transform`` an item is ``(image uint8 HxWx3, label uint8 HxW)``; with one (an
     albumentations pipeline, which resizes masks with nearest neighbour), the transformed pair.
@@ -91,34 +167,127 @@ class CamVid(Dataset):
             raise ValueError(f"classes must be '11' or '32', not {classes!r}")
         self.root = find_folder(root, lambda f: (f / "class_dict.csv").is_file(),
                                 "class_dict.csv (Kaggle layout: CamVid/class_dict.csv beside train/ and train_labels/)")
-        self.transform = transform
+        self.split, self.classes, self.transform = split, classes, transform
         table = read_class_dict(self.root / "class_dict.csv")
+        by_name = dict(table)
         if classes == "32":
             self.class_names = [name for name, _ in table if name != "Void"]
             self.class_colours = [colour for name, colour in table if name != "Void"]
             self.colour_to_id = {colour: i for i, colour in enumerate(self.class_colours)}
         else:
             self.class_names = list(GROUPS_11)
-            by_name = dict(table)
             missing = [n for members in GROUPS_11.values() for n in members if n not in by_name]
             if missing:
                 raise ValueError(f"{self.root / 'class_dict.csv'} lacks classes {missing} needed by the 11-class "
                                  f"grouping; use classes='32'")
             self.colour_to_id = {by_name[n]: i for i, members in enumerate(GROUPS_11.values()) for n in members}
             self.class_colours = [by_name[members[0]] for members in GROUPS_11.values()]
-        image_dir, label_dir = self.root / split, self.root / f"{split}_labels"
+        if "Void" in by_name:
+            self.colour_to_id[by_name["Void"]] = IGNORE_INDEX  # a known colour, ignored on purpose
+        self.image_paths, self.label_paths = self._find_files()
+        self.id_paths = self._convert_labels()
+
+    def _find_files(self) -> tuple[list[Path], list[Path]]:
+        """The PNG frames of the split and their labels; other files are an error or a printed count."""
+        image_dir, label_dir = self.root / self.split, self.root / f"{self.split}_labels"
         for folder in (image_dir, label_dir):
             if not folder.is_dir():
-                raise FileNotFoundError(f"{folder} is missing; the CamVid layout has {split}/ and {split}_labels/ "
-                                        f"beside class_dict.csv")
-        self.image_paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() == ".png")
-        if not self.image_paths:
+                raise FileNotFoundError(f"{folder} is missing; the CamVid layout has {self.split}/ and "
+                                        f"{self.split}_labels/ beside class_dict.csv")
+        entries = sorted(image_dir.iterdir())
+        images = [p for p in entries if p.suffix.lower() == ".png" and p.is_file()]
+        other_images = [p.name for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
+        if other_images:
+            raise ValueError(f"{image_dir}: CamVid frames are PNG files, found {len(other_images)} images of another "
+                             f"format, e.g. {other_images[:3]}. They would be left out of the {self.split} split: "
+                             f"convert them to PNG (lossless; a JPEG frame differs from what was labelled) or remove "
+                             f"them, with their labels.")
+        _report_unused(image_dir, [p.name for p in entries if p not in images], "entries that are not PNG frames")
+        if not images:
             raise FileNotFoundError(f"no .png frames in {image_dir}")
-        self.label_paths = [label_dir / f"{p.stem}_L.png" for p in self.image_paths]
-        missing = [p for p in self.label_paths if not p.is_file()]
+        labels = [label_dir / f"{p.stem}_L.png" for p in images]
+        missing = [p for p in labels if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} frames in {image_dir} have no label, e.g. {missing[0]} "
-                                    f"(CamVid labels are named <frame>_L.png)")
+                                    f"(CamVid labels are named <frame>_L.png); restore them or remove those frames")
+        expected = {p.name for p in labels}
+        _report_unused(label_dir, sorted(p.name for p in label_dir.iterdir() if p.name not in expected),
+                       f"labels of no frame in {image_dir.name}/")
+        return images, labels
+
+    def _convert_labels(self) -> list[Path]:
+        """Class-id PNGs of all labels of the split, converted once and cached.
+
+        The cache folder's name is a hash of what the conversion depends on (the dataset's folder, the
+        content of class_dict.csv, ``classes``); ``index.json`` records each label's size and
+        modification time, so a changed label is converted again. Every label is checked before
+        anything is raised, so one run names all the bad files.
+        """
+        from course_utils import data  # here, not at the top: data imports this module
+
+        class_dict = (self.root / "class_dict.csv").read_bytes()
+        key = json.dumps([CACHE_VERSION, str(self.root.resolve()), hashlib.sha256(class_dict).hexdigest(),
+                          self.classes])
+        folder = data.derived_dir("camvid") / hashlib.sha256(key.encode()).hexdigest()[:16] / f"{self.split}_labels"
+        folder.mkdir(parents=True, exist_ok=True)
+        index_file = folder / "index.json"
+        old = json.loads(index_file.read_text()) if index_file.is_file() else {}
+        index, bad, todo = {}, [], []
+        for image, label in zip(self.image_paths, self.label_paths):
+            stat = label.stat()
+            entry = old.get(label.name)
+            if entry and [entry["size"], entry["mtime_ns"]] == [stat.st_size, stat.st_mtime_ns] \
+                    and (folder / label.name).is_file():
+                index[label.name] = entry
+            else:
+                todo.append((image, label, stat))
+        start = time.perf_counter()
+        if todo:
+            print(f"CamVid {self.split}: converting {len(todo)} of {len(self.label_paths)} colour labels to class ids "
+                  f"(once; cached in {folder})")
+        for image, label, stat in todo:
+            try:
+                ids, unknown = self._check_and_convert(image, label)
+            except ValueError as error:  # DamagedFileError included: collect them all, then stop
+                bad.append(str(error))
+                continue
+            _write_png(folder / label.name, ids)
+            index[label.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **unknown}
+        if todo:
+            _write_atomically(index_file, json.dumps(index).encode())
+            print(f"CamVid {self.split}: {len(todo) - len(bad)} converted in {time.perf_counter() - start:.1f} s")
+        if bad:
+            listed = "\n".join(f"  - {problem}" for problem in bad[:10])
+            more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+            raise ValueError(f"CamVid {self.split}: {len(bad)} of {len(self.label_paths)} labels cannot be used:\n"
+                             f"{listed}{more}\nCamVid labels are lossless RGB PNGs painted with the colours of "
+                             f"{self.root / 'class_dict.csv'}. Use the original files (download the dataset again); "
+                             f"resize labels with nearest neighbour only.")
+        stray = {name: entry for name, entry in index.items() if entry["unknown"]}
+        if stray:
+            examples = "; ".join(f"{name}: {e['unknown']} px, e.g. {_examples(e['examples'])}"
+                                 for name, e in list(stray.items())[:3])
+            print(f"CamVid {self.split}: {len(stray)} labels have a few pixels (at most {UNKNOWN_TOLERANCE:.1%} each) "
+                  f"in colours of no class; they are ignored ({IGNORE_INDEX}) like Void: {examples}")
+        return [folder / p.name for p in self.label_paths]
+
+    def _check_and_convert(self, image: Path, label: Path) -> tuple[np.ndarray, dict]:
+        """Class ids of one label, and its unknown pixels: their count and most common colours."""
+        rgb = read_image(label)
+        try:
+            with Image.open(image) as frame:  # reads only the header
+                width, height = frame.size
+        except OSError as error:
+            raise ValueError(f"{image}: not an image PIL can read ({error}); copy the dataset again") from error
+        if (width, height) != (rgb.shape[1], rgb.shape[0]):
+            raise ValueError(f"{label} is {rgb.shape[1]}x{rgb.shape[0]} but its frame {image.name} is "
+                             f"{width}x{height}; frame and label must be the same size.")
+        ids, unknown = _lookup(rgb, self.colour_to_id)
+        examples = _common_colours(rgb, unknown) if unknown.any() else []
+        if unknown.mean() > UNKNOWN_TOLERANCE:
+            raise ValueError(f"{label}: {unknown.mean():.1%} of its pixels have colours in no row of class_dict.csv, "
+                             f"e.g. {_examples(examples)}. {_what_file(label)}")
+        return ids, {"unknown": int(unknown.sum()), "examples": examples}
 
     @property
     def num_classes(self) -> int:
@@ -128,8 +297,8 @@ class CamVid(Dataset):
         return len(self.image_paths)
 
     def read_label(self, index: int) -> np.ndarray:
-        with Image.open(self.label_paths[index]) as im:
-            return rgb_to_ids(np.asarray(im.convert("RGB")), self.colour_to_id)
+        """The (H, W) uint8 class ids of item ``index``, from the cache written when the dataset was built."""
+        return read_grey(self.id_paths[index])
 
     def __getitem__(self, index: int):
         image, label = read_image(self.image_paths[index]), self.read_label(index)
@@ -138,8 +307,29 @@ class CamVid(Dataset):
                              f"{image.shape[1]}x{image.shape[0]}; frame and label must be the same size")
         if self.transform is None:
             return image, label
+        reseed(self.transform)  # augmentation drawn from torch's generator: a resumed run repeats it exactly
         out = self.transform(image=image, mask=label)
         return out["image"], out["mask"]
+
+
+def _report_unused(folder: Path, names: list[str], what: str) -> None:
+    """Say how many files of ``folder`` are not used, with a few names: nothing is skipped silently."""
+    if names:
+        print(f"CamVid: not used in {folder}: {len(names)} {what}, e.g. {names[:3]}")
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename: a killed run never leaves half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(content)
+    os.replace(temporary, path)
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise OSError(f"OpenCV could not encode {path}")
+    _write_atomically(path, encoded.tobytes())
 
 
 # --- the synthetic twin -------------------------------------------------------------------------
@@ -205,8 +395,9 @@ def _twin_scene(rng: np.random.Generator, width: int, height: int, colours: dict
     # buildings with windows along the skyline, then trees in front of some
     x = 0
     while x < width:
-        w = int(rng.integers(width // 8, width // 4))
-        top_y = int(rng.integers(int(horizon * 0.15), int(horizon * 0.7)))
+        w = int(rng.integers(max(1, width // 8), max(2, width // 4)))  # at least 1 pixel, or the loop never ends
+        low = int(horizon * 0.15)
+        top_y = int(rng.integers(low, max(low + 1, int(horizon * 0.7))))
         wall = _jitter(rng, (150, 110, 90), 40)
         shape("rectangle", [x, top_y, x + w, horizon + height // 10], "Building", wall)
         for wy in range(top_y + 8, horizon, 16):
@@ -216,7 +407,9 @@ def _twin_scene(rng: np.random.Generator, width: int, height: int, colours: dict
     for _ in range(int(rng.integers(1, 4))):
         cx, cy, r = rng.uniform(0, width), horizon * rng.uniform(0.5, 0.9), rng.uniform(height * 0.08, height * 0.16)
         shape("ellipse", [cx - r, cy - r, cx + r, cy + r * 1.2], "Tree", _jitter(rng, (70, 110, 45), 20))
-        shape("rectangle", [cx - r * 0.08, cy + r, cx + r * 0.08, horizon + height * 0.1], "Tree", (80, 60, 40))
+        ground = horizon + height * 0.1
+        if cy + r <= ground:  # a crown low enough to touch the pavement has no visible trunk
+            shape("rectangle", [cx - r * 0.08, cy + r, cx + r * 0.08, ground], "Tree", (80, 60, 40))
     # pavements and the road in perspective, with lane markings
     pave = _jitter(rng, (170, 165, 150), 15)
     shape("rectangle", [0, horizon + height // 10, width, height], "Sidewalk", pave)
