@@ -72,13 +72,21 @@ REAL_SIZE_TWINS = {"kvasir_seg": {}, "camvid": {"size": (960, 720), "counts": {"
 
 
 def samples_per_second(dataset: Dataset, batch_size: int, workers: int, batches: int) -> float:
-    """Training-loader throughput: batches after the first (which pays for starting the workers)."""
+    """Training-loader throughput over ``batches`` batches, after a first one that pays for starting the
+    workers; the loader goes round as many epochs as that takes."""
     loader = DataLoader(dataset, batch_size, shuffle=True, drop_last=True, num_workers=workers,
                         persistent_workers=workers > 0)
-    iterator = iter(loader)
-    next(iterator)
+    if len(loader) == 0:
+        raise ValueError(f"{len(dataset)} samples make no batch of {batch_size}: write a larger twin")
+
+    def forever():
+        while True:
+            yield from loader
+
+    stream = forever()
+    next(stream)
     start, seen = time.perf_counter(), 0
-    for _, (images, _) in zip(range(batches), iterator):
+    for _, (images, _) in zip(range(batches), stream):
         seen += len(images)
     return seen / (time.perf_counter() - start)
 
