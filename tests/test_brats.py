@@ -163,7 +163,7 @@ def test_other_folders_are_reported_and_plain_files_expected(tmp_path, capsys):
         (training / name).mkdir()
     assert [c["id"] for c in brats.find_cases(root)] == ["BraTS20_Training_001", "BraTS20_Training_002"]
     out = capsys.readouterr().out
-    assert "3 folder(s) are not BraTS20_Training_NNN case folders" in out and "notes" in out
+    assert "3 folders that are not BraTS20_Training_NNN case folders, not used" in out and "notes" in out
     assert "name_mapping.csv" not in out
 
 

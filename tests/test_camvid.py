@@ -163,8 +163,8 @@ def test_frames_of_another_format_are_refused_and_stray_files_counted(twin, tmp_
     (root / "train_labels" / "0001TP_999999_L.png").write_bytes((root / "val_labels").iterdir().__next__().read_bytes())
     CamVid(root, "train")
     out = capsys.readouterr().out
-    assert "1 entries that are not PNG frames, e.g. ['notes.txt']" in out
-    assert "1 labels of no frame in train/, e.g. ['0001TP_999999_L.png']" in out
+    assert "1 entries that are not PNG frames, not used, e.g. ['notes.txt']" in out
+    assert "1 labels of no frame in train/, not used, e.g. ['0001TP_999999_L.png']" in out
     frame = sorted((root / "train").glob("*.png"))[0]
     Image.open(frame).save(frame.with_suffix(".jpg"))
     with pytest.raises(ValueError, match=frame.with_suffix(".jpg").name):

@@ -94,6 +94,31 @@ def reseed(transform) -> None:
         transform.set_random_state(seed=seed)
 
 
+_reported: set[str] = set()
+
+
+def report_unused(where: str | Path, what: str, names: list[str]) -> None:
+    """Say, once per process, how many files of ``where`` are not used, with a few of their names:
+    a careful user must hear of every file that is left out, and hear it once, not per split."""
+    message = f"note: {where}: {len(names)} {what}, not used, e.g. {names[:3]}"
+    if names and message not in _reported:
+        _reported.add(message)
+        print(message)
+
+
+def write_atomic(path: Path, write: Callable) -> None:
+    """``write(file)`` into a temporary file beside ``path``, then rename it to ``path``: a run killed
+    while writing leaves the temporary file (named ``*.tmp-<pid>``), never half a ``path``."""
+    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as f:
+            write(f)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def find_folder(root: Path, is_it: Callable[[Path], bool], what: str, max_depth: int = 3) -> Path:
     """The shallowest folder at or below ``root`` for which ``is_it`` holds (a dataset's copies nest
     their folders differently); ``what`` describes it for the error message."""

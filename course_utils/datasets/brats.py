@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from course_utils.datasets import DamagedFileError, DatasetInfo, find_folder, reseed
+from course_utils.datasets import DamagedFileError, DatasetInfo, find_folder, report_unused, reseed, write_atomic
 from course_utils.metrics.brats import LABELS, brats_regions
 
 MODALITIES = ("flair", "t1", "t1ce", "t2")
@@ -110,10 +110,8 @@ def find_cases(root: str | Path) -> list[dict]:
         raise ValueError(f"{training}: {len(clashes)} case folder name(s) occur in more than one letter case, e.g. "
                          f"{clashes[0]}: a copy from another file system or two copies of one case. Keep one "
                          f"folder of each (BraTS20_Training_NNN) and remove the others.")
-    others = [p.name for p in folders if not CASE_FOLDER.fullmatch(p.name)]
-    if others:
-        print(f"{training}: {len(others)} folder(s) are not BraTS20_Training_NNN case folders and are not used, "
-              f"e.g. {others[:5]}")
+    report_unused(training, "folders that are not BraTS20_Training_NNN case folders",
+                  [p.name for p in folders if not CASE_FOLDER.fullmatch(p.name)])
     cases = []
     for folder in (p for p in folders if CASE_FOLDER.fullmatch(p.name)):
         images = [_nifti(folder, f"{folder.name}_{m}") for m in MODALITIES]
@@ -305,17 +303,6 @@ def normalise(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def _save_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a killed process leaves its file: see _remove_leftovers
-        raise
-
-
 def _remove_leftovers(folder: Path) -> None:
     """Temporary files of killed runs (their process is gone); a live process's are left alone."""
     for tmp in folder.glob("*.tmp-*"):
@@ -338,12 +325,12 @@ def _build(case: dict, key: str) -> None:
                                f"case again, or remove its folder to train without it.")
     box = brain_box(image, label)
     (folder / "meta.json").unlink(missing_ok=True)  # the case is not trusted until meta.json is written, last
-    _save_atomic(folder / "image.npy", lambda f: np.save(f, normalise(image[(slice(None), *box)]).astype(np.float16)))
-    _save_atomic(folder / "label.npy", lambda f: np.save(f, np.ascontiguousarray(label[box])))
+    write_atomic(folder / "image.npy", lambda f: np.save(f, normalise(image[(slice(None), *box)]).astype(np.float16)))
+    write_atomic(folder / "label.npy", lambda f: np.save(f, np.ascontiguousarray(label[box])))
     meta = {"key": key, "id": case["id"], "version": CACHE_VERSION, "shape": list(label.shape),
             "box": [[b.start, b.stop] for b in box], "spacing": np.sqrt((affine[:3, :3] ** 2).sum(0)).tolist(),
             "image": case["image"], "label": case["label"]}
-    _save_atomic(folder / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    write_atomic(folder / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
 
 
 def cache_cases(cases: list[dict], folder: str | Path | None = None) -> list[dict]:

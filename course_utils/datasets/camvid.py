@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from torch.utils.data import Dataset
 
-from course_utils.datasets import DatasetInfo, find_folder, read_grey, read_image, reseed
+from course_utils.datasets import DatasetInfo, find_folder, read_grey, read_image, report_unused, reseed, write_atomic
 
 IGNORE_INDEX = 255
 SPLITS = ("train", "val", "test")
@@ -202,7 +201,7 @@ class CamVid(Dataset):
                              f"format, e.g. {other_images[:3]}. They would be left out of the {self.split} split: "
                              f"convert them to PNG (lossless; a JPEG frame differs from what was labelled) or remove "
                              f"them, with their labels.")
-        _report_unused(image_dir, [p.name for p in entries if p not in images], "entries that are not PNG frames")
+        report_unused(image_dir, "entries that are not PNG frames", [p.name for p in entries if p not in images])
         if not images:
             raise FileNotFoundError(f"no .png frames in {image_dir}")
         labels = [label_dir / f"{p.stem}_L.png" for p in images]
@@ -211,8 +210,8 @@ class CamVid(Dataset):
             raise FileNotFoundError(f"{len(missing)} frames in {image_dir} have no label, e.g. {missing[0]} "
                                     f"(CamVid labels are named <frame>_L.png); restore them or remove those frames")
         expected = {p.name for p in labels}
-        _report_unused(label_dir, sorted(p.name for p in label_dir.iterdir() if p.name not in expected),
-                       f"labels of no frame in {image_dir.name}/")
+        report_unused(label_dir, f"labels of no frame in {image_dir.name}/",
+                      sorted(p.name for p in label_dir.iterdir() if p.name not in expected))
         return images, labels
 
     def _convert_labels(self) -> list[Path]:
@@ -254,7 +253,7 @@ class CamVid(Dataset):
             _write_png(folder / label.name, ids)
             index[label.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **unknown}
         if todo:
-            _write_atomically(index_file, json.dumps(index).encode())
+            write_atomic(index_file, lambda f: f.write(json.dumps(index).encode()))
             print(f"CamVid {self.split}: {len(todo) - len(bad)} converted in {time.perf_counter() - start:.1f} s")
         if bad:
             listed = "\n".join(f"  - {problem}" for problem in bad[:10])
@@ -312,24 +311,11 @@ class CamVid(Dataset):
         return out["image"], out["mask"]
 
 
-def _report_unused(folder: Path, names: list[str], what: str) -> None:
-    """Say how many files of ``folder`` are not used, with a few names: nothing is skipped silently."""
-    if names:
-        print(f"CamVid: not used in {folder}: {len(names)} {what}, e.g. {names[:3]}")
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: a killed run never leaves half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(content)
-    os.replace(temporary, path)
-
-
 def _write_png(path: Path, array: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", array)
     if not ok:
         raise OSError(f"OpenCV could not encode {path}")
-    _write_atomically(path, encoded.tobytes())
+    write_atomic(path, lambda f: f.write(encoded.tobytes()))
 
 
 # --- the synthetic twin -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from course_utils.datasets import DatasetInfo, find_folder, read_grey, read_image, reseed
+from course_utils.datasets import DatasetInfo, find_folder, read_grey, read_image, report_unused, reseed
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_THRESHOLD = 128
@@ -65,19 +65,8 @@ def _files_by_id(folder: Path) -> dict[str, Path]:
                              f"them (Kvasir-SEG images and masks are .jpg)")
         else:
             files[path.stem] = path
-    _report(f"{folder}: files that are not .jpg/.png images, not used", [n for n in others if not n.startswith(".")])
+    report_unused(folder, "files that are not .jpg/.png images", [n for n in others if not n.startswith(".")])
     return files
-
-
-_reported: set[str] = set()
-
-
-def _report(what: str, names: list[str]) -> None:
-    """Print, once per process, that some files are not used: never skip data without a word."""
-    message = f"note: {len(names)} {what}, e.g. {names[:3]}"
-    if names and message not in _reported:
-        _reported.add(message)
-        print(message)
 
 
 def _find_split_file(image_root: Path, root: Path, split: str) -> Path | None:
@@ -118,7 +107,7 @@ class KvasirSeg(Dataset):
         if missing:
             raise FileNotFoundError(f"{len(missing)} images have no mask in {self.image_root / 'masks'}, "
                                     f"e.g. {missing[0]}; the copy is incomplete: download it again")
-        _report(f"{self.image_root / 'masks'}: masks without an image, not used", sorted(set(masks) - set(images)))
+        report_unused(self.image_root / "masks", "masks without an image", sorted(set(masks) - set(images)))
         split_files = {s: _find_split_file(self.image_root, self.root, s) for s in ("train", "val")}
         listed = {s: _read_split(f) for s, f in split_files.items() if f is not None}
         for s, listed_ids in listed.items():
@@ -132,7 +121,7 @@ class KvasirSeg(Dataset):
                 raise ValueError(f"{len(both)} ids are in both {split_files['train']} and {split_files['val']}, "
                                  f"e.g. {both[0]}: validation images would be trained on. Fix the split files "
                                  f"so that each id is in one of them.")
-            _report(f"images in {self.image_root / 'images'} listed in neither split file, not used",
+            report_unused(self.image_root / "images", "images listed in neither split file",
                     sorted(set(images) - set(listed["train"]) - set(listed["val"])))
         if split == "all":
             ids, self.split_source = sorted(images), "all images"
