@@ -2,8 +2,9 @@
 
 ``fit`` is the loop of notebook 02 with the bookkeeping a real run needs: mixed precision where
 the GPU supports it, gradient accumulation and clipping, a scheduler stepped every optimizer
-step, validation every epoch, the best checkpoint, a checkpoint every epoch so that a dead
-Kaggle session resumes where it stopped, and early stopping.
+step, validation every epoch, the best checkpoint, a checkpoint to resume from (written at most
+every ``save_every`` seconds) so that a dead Kaggle session continues where it stopped, exactly,
+and early stopping.
 
 Batches are ``(inputs, targets)`` pairs. A metric is either a function ``(outputs, targets) ->
 tensor`` of one score per sample, which ``evaluate`` averages over all samples (Dice of polyps),
