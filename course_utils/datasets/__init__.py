@@ -8,6 +8,7 @@ refuses damaged files, folder search, and the seeding that makes augmentation re
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +90,9 @@ def reseed(transform) -> None:
     """
     seed = int(torch.randint(0, 2**31 - 1, ()).item())
     if hasattr(transform, "set_random_seed"):  # albumentations Compose
-        transform.set_random_seed(seed)
+        # one generator shared by every transform of the pipeline: ``set_random_seed`` would give each
+        # transform its own generator with the *same* seed, so all their coin flips would agree
+        transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
     elif hasattr(transform, "set_random_state"):  # MONAI Compose or Randomizable
         transform.set_random_state(seed=seed)
 
