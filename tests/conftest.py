@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("COURSE_SMOKE", "1")
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # as importing course_utils does; tests import albumentations first
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # as course_utils does; some tests import albumentations first
 
 ROOT = Path(__file__).resolve().parent.parent
 # real sample files of the datasets' formats, beside the project (absent in a plain clone)
