@@ -66,8 +66,9 @@ def test_missing_files_and_splits(twin, tmp_path):
     cases = brats.find_cases(twin)
     train, val = brats.split_cases(cases, "train"), brats.split_cases(cases, "val")
     assert len(val) == 1 and len(train) == 3 and not {c["id"] for c in train} & {c["id"] for c in val}
+    assert brats.split_cases(cases, "test") == []
     with pytest.raises(ValueError, match="split"):
-        brats.split_cases(cases, "test")
+        brats.split_cases(cases, "holdout")
     copy = brats.write_twin(tmp_path / "copy", case_numbers=(7,), shape=(16, 16, 16))
     case_dir = copy / "BraTS2020_TrainingData" / brats.TRAINING_FOLDER / "BraTS20_Training_007"
     (case_dir / "BraTS20_Training_007_t1ce.nii").unlink()
@@ -77,6 +78,17 @@ def test_missing_files_and_splits(twin, tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match=brats.TRAINING_FOLDER):
         brats.find_cases(empty)
+
+
+def test_a_test_split_chooses_nothing_and_leaves_the_val_cases_alone():
+    cases = [{"id": f"BraTS20_Training_{n:03d}"} for n in range(1, 11)]
+    parts = {s: [c["id"] for c in brats.split_cases(cases, s, 0.2, 0, test_fraction=0.2)]
+             for s in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [6, 2, 2]
+    assert sorted(sum(parts.values(), [])) == [c["id"] for c in cases]  # each case in exactly one part
+    assert parts["val"] == [c["id"] for c in brats.split_cases(cases, "val", 0.2, 0)]
+    with pytest.raises(ValueError, match="training"):
+        brats.split_cases(cases, "train", 0.5, 0, test_fraction=0.5)
 
 
 # --- damaged and ambiguous data: named, never silently used --------------------------------------

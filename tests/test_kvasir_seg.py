@@ -53,6 +53,26 @@ def test_official_layout_gets_a_seeded_disjoint_split(tmp_path):
     assert KvasirSeg(root, "val", seed=3).ids == val.ids and train.split_source == "seeded split"
 
 
+def test_a_monitor_split_is_carved_out_of_the_training_ids_only(kvasir_twin, tmp_path):
+    # the best epoch is chosen on "monitor", so "val" (what the papers report on) chooses nothing
+    full_train, val = KvasirSeg(kvasir_twin, "train"), KvasirSeg(kvasir_twin, "val")
+    train = KvasirSeg(kvasir_twin, "train", monitor_fraction=0.3)
+    monitor = KvasirSeg(kvasir_twin, "monitor", monitor_fraction=0.3)
+    assert (len(train), len(monitor)) == (5, 2) and sorted(train.ids + monitor.ids) == sorted(full_train.ids)
+    assert not set(monitor.ids) & set(val.ids)
+    assert KvasirSeg(kvasir_twin, "val", monitor_fraction=0.3).ids == val.ids
+    assert KvasirSeg(kvasir_twin, "monitor", monitor_fraction=0.3).ids == monitor.ids  # seeded
+    assert KvasirSeg(kvasir_twin, "monitor", monitor_fraction=0.3, seed=1).ids != monitor.ids
+    assert "monitor" in train.split_source and monitor.split_source.startswith("a seeded 30%")
+    root = kvasir_seg.write_twin(tmp_path, n_images=10, layout="official")  # no split files: seeded val, then monitor
+    official = [KvasirSeg(root, s, monitor_fraction=0.25) for s in ("train", "monitor", "val")]
+    assert [len(d) for d in official] == [7, 2, 1] and len({i for d in official for i in d.ids}) == 10
+    with pytest.raises(ValueError, match="monitor_fraction > 0"):
+        KvasirSeg(kvasir_twin, "monitor")
+    with pytest.raises(ValueError, match="none to train on"):
+        KvasirSeg(kvasir_twin, "train", monitor_fraction=0.95)
+
+
 def test_a_single_split_file_gives_its_complement_to_the_other_split(kvasir_twin, tmp_path):
     root = shutil.copytree(kvasir_twin, tmp_path / "copy")
     (root / "train.txt").unlink()

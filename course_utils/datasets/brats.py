@@ -125,14 +125,24 @@ def find_cases(root: str | Path) -> list[dict]:
     return cases
 
 
-def split_cases(cases: list[dict], split: str, val_fraction: float = 0.2, seed: int = 0) -> list[dict]:
-    """A seeded train/val split of the labelled cases (the official validation set has no labels)."""
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+def split_cases(cases: list[dict], split: str, val_fraction: float = 0.2, seed: int = 0,
+                test_fraction: float = 0.0) -> list[dict]:
+    """A seeded split of the labelled cases into ``"train"``, ``"val"`` and ``"test"`` (the official
+    validation set has no labels). ``"val"`` picks the best epoch; ``"test"`` (empty unless
+    ``test_fraction`` > 0) is scored at the end and chooses nothing, so its scores are not flattered
+    by that choice. The val cases are the same with or without a test split."""
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', not {split!r}")
     ids = sorted(c["id"] for c in cases)
     random.Random(seed).shuffle(ids)
-    val = set(ids[:max(1, round(len(ids) * val_fraction))])
-    return [c for c in cases if (c["id"] in val) == (split == "val")]
+    n_val = max(1, round(len(ids) * val_fraction))
+    n_test = max(1, round(len(ids) * test_fraction)) if test_fraction > 0 else 0
+    if n_val + n_test >= len(ids):
+        raise ValueError(f"{len(ids)} cases cannot give {n_val} val and {n_test} test cases and keep any for "
+                         f"training; lower val_fraction or test_fraction")
+    chosen = {"val": set(ids[:n_val]), "test": set(ids[n_val:n_val + n_test])}
+    chosen["train"] = set(ids[n_val + n_test:])
+    return [c for c in cases if c["id"] in chosen[split]]
 
 
 # --- reading and checking volumes ---------------------------------------------------------------

@@ -4,7 +4,10 @@ Layouts this reads (``root`` is what :func:`course_utils.data.locate` returns):
 
 * official zip:  ``root/Kvasir-SEG/{images,masks}/<id>.jpg``
 * Kaggle copy:   ``root/Kvasir-SEG/Kvasir-SEG/{images,masks}/<id>.jpg`` and ``root/{train,val}.txt``
-  (the 880/120 split of the 2020 MediaEval Medico task, one id per line)
+  (one id per line: the 880/120 train/validation split that the dataset's authors publish "for fair
+  model comparison" in github.com/DebeshJha/2020-MediaEval-Medico-polyp-segmentation, folder
+  ``kvasir-seg-train-val/``, and benchmark on in Jha et al., IEEE Access 2021, arXiv:2011.07631.
+  The Medico 2020 task itself gave participants all 1000 images and tested on a separate set.)
 
 Format pitfall: the masks are **3-channel JPEGs** (saved at quality 95), so a binary mask comes
 back with grey levels 0-8 and 247-255. Threshold at 128 *before* any resize; ``mask > 0``
@@ -84,8 +87,12 @@ def _find_split_file(image_root: Path, root: Path, split: str) -> Path | None:
 class KvasirSeg(Dataset):
     """Kvasir-SEG images and binary masks.
 
-    ``split``: "train", "val" or "all". The split comes from ``train.txt``/``val.txt`` where the
-    copy has them, else from a seeded shuffle that keeps ``val_fraction`` for validation.
+    ``split``: "train", "val", "monitor" or "all". The split comes from ``train.txt``/``val.txt`` where
+    the copy has them, else from a seeded shuffle that keeps ``val_fraction`` for validation.
+
+    ``monitor_fraction`` > 0 moves a seeded share of the *training* ids into a "monitor" split, for
+    choosing the best epoch and early stopping. The "val" images then choose nothing, and the score
+    reported on them is not inflated by that choice (the papers report on ``val.txt``).
 
     Without a ``transform`` an item is ``(image uint8 HxWx3, mask uint8 HxW in {0,1})`` at the
     original size. With one (an albumentations pipeline), the transform receives
@@ -93,9 +100,13 @@ class KvasirSeg(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
-                 val_fraction: float = 0.12, seed: int = 0):
-        if split not in ("train", "val", "all"):
-            raise ValueError(f"split must be 'train', 'val' or 'all', not {split!r}")
+                 val_fraction: float = 0.12, seed: int = 0, monitor_fraction: float = 0.0):
+        if split not in ("train", "val", "monitor", "all"):
+            raise ValueError(f"split must be 'train', 'val', 'monitor' or 'all', not {split!r}")
+        if not 0 <= monitor_fraction < 1:
+            raise ValueError(f"monitor_fraction must be in [0, 1), not {monitor_fraction}")
+        if split == "monitor" and monitor_fraction == 0:
+            raise ValueError("split='monitor' needs monitor_fraction > 0 (the share of the training ids to hold out)")
         self.root = Path(root)
         self.image_root = find_image_root(self.root)
         self.transform = transform
@@ -123,20 +134,31 @@ class KvasirSeg(Dataset):
                                  f"so that each id is in one of them.")
             report_unused(self.image_root / "images", "images listed in neither split file",
                     sorted(set(images) - set(listed["train"]) - set(listed["val"])))
-        if split == "all":
+        base = "train" if split == "monitor" else split  # the monitor split is carved out of the training ids
+        if base == "all":
             ids, self.split_source = sorted(images), "all images"
-        elif split in listed:
-            ids, self.split_source = listed[split], str(split_files[split])
+        elif base in listed:
+            ids, self.split_source = listed[base], str(split_files[base])
         elif listed:  # only the other split's file: this split is the rest
-            other = "val" if split == "train" else "train"
+            other = "val" if base == "train" else "train"
             ids = sorted(set(images) - set(listed[other]))
             self.split_source = f"all images not in {split_files[other]}"
         else:
             shuffled = sorted(images)
             random.Random(seed).shuffle(shuffled)
             n_val = max(1, round(len(shuffled) * val_fraction))
-            ids = sorted(shuffled[:n_val] if split == "val" else shuffled[n_val:])
+            ids = sorted(shuffled[:n_val] if base == "val" else shuffled[n_val:])
             self.split_source = "seeded split"
+        if base == "train" and monitor_fraction > 0:
+            shuffled = sorted(ids)
+            random.Random(seed).shuffle(shuffled)
+            n_monitor = max(1, round(len(shuffled) * monitor_fraction))
+            if n_monitor >= len(shuffled):
+                raise ValueError(f"monitor_fraction {monitor_fraction} of {len(shuffled)} training images "
+                                 f"leaves none to train on")
+            ids = sorted(shuffled[:n_monitor] if split == "monitor" else shuffled[n_monitor:])
+            self.split_source = (f"a seeded {monitor_fraction:.0%} of {self.split_source}" if split == "monitor"
+                                 else f"{self.split_source} less a seeded {monitor_fraction:.0%} to monitor")
         self.ids = ids
         self.image_paths = [images[i] for i in ids]
         self.mask_paths = [masks[i] for i in ids]
