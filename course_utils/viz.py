@@ -86,21 +86,31 @@ def class_error_map(pred, truth, ignore_index: int) -> np.ndarray:
 def show_predictions(images, truths, preds=None, titles: Sequence[str] | None = None, max_rows: int = 6,
                      class_names: Sequence[str] | None = None, palette=PALETTE,
                      ignore_index: int | None = None) -> plt.Figure:
-    """One row per sample: image | truth overlay | (prediction overlay | error map).
+    """One row per sample: image | truth | (prediction | error map).
 
-    Binary masks by default. For class maps pass ``class_names`` (a legend of the classes, class 0
-    painted too) and ``ignore_index`` (errors become right/wrong, ignored pixels black)."""
+    Binary masks by default, drawn as overlays on the image. For class maps pass ``class_names``:
+    truth and prediction are then drawn in the palette's own colours, unblended, so that they match
+    the legend's swatches exactly (the image column shows the frame); with ``ignore_index`` ignored
+    pixels are black and errors become right/wrong."""
     n = min(len(images), max_rows)
     columns = ["image", "truth"] + (["prediction", "errors"] if preds is not None else [])
-    fig, axes = plt.subplots(n, len(columns), figsize=(3.2 * len(columns), 3.0 * n), squeeze=False)
-    skip_zero = class_names is None
+    first = to_numpy_image(images[0])
+    panel_width = 3.2  # inches; rows take the images' own aspect, so no blank band is left between them
+    width = panel_width * len(columns) + (0.4 if titles is not None else 0)  # room for the row labels
+    height = n * (panel_width * first.shape[0] / first.shape[1] + 0.15) + 0.35  # and the column titles
+    fig, axes = plt.subplots(n, len(columns), figsize=(width, height), squeeze=False)
+    class_maps = class_names is not None
+
+    def draw(image, mask):
+        return colorize(mask, palette) if class_maps else overlay(image, mask, palette=palette)
+
     for row in range(n):
         image = to_numpy_image(images[row])
-        panels = [image, overlay(image, truths[row], palette=palette, skip_zero=skip_zero)]
+        panels = [image, draw(image, truths[row])]
         if preds is not None:
             errors = (error_map(preds[row], truths[row]) if ignore_index is None
                       else class_error_map(preds[row], truths[row], ignore_index))
-            panels += [overlay(image, preds[row], palette=palette, skip_zero=skip_zero), errors]
+            panels += [draw(image, preds[row]), errors]
         for col, panel in enumerate(panels):
             ax = axes[row, col]
             ax.imshow(panel)
@@ -111,16 +121,30 @@ def show_predictions(images, truths, preds=None, titles: Sequence[str] | None = 
         if titles is not None:
             axes[row, 0].set_ylabel(titles[row], fontsize=9)
     legend = {}
-    if class_names is not None:
+    if class_maps:
         legend.update({name: palette[i] for i, name in enumerate(class_names)})
+        if ignore_index is not None:
+            legend["ignored"] = CLASS_ERROR_COLORS["ignored"]
     if preds is not None:
         legend.update(ERROR_COLORS if ignore_index is None else CLASS_ERROR_COLORS)
     if legend:
-        handles = [Patch(facecolor=np.array(c) / 255, edgecolor="0.5", label=k) for k, c in legend.items()]
-        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), frameon=False, fontsize=8)
-    rows_of_legend = -(-len(legend) // 8)
-    fig.tight_layout(rect=(0, min(0.01 + 0.08 * rows_of_legend / n, 0.3) if legend else 0, 1, 1))
+        add_legend(fig, legend)
+    else:
+        fig.tight_layout()
     return fig
+
+
+def add_legend(fig: plt.Figure, colours: dict, ncol: int = 8, fontsize: int = 8):
+    """Colour swatches (``{label: (r, g, b)}``, 0-255) in rows under the panels. The legend is
+    measured once drawn, and the panels are laid out in the space above it, with no gap."""
+    handles = [Patch(facecolor=np.asarray(c) / 255, edgecolor="0.5", label=k) for k, c in colours.items()]
+    entry_width = 0.45 + 0.075 * fontsize / 8 * max(len(str(k)) for k in colours)  # inches: swatch and label
+    fits = max(1, int(fig.get_figwidth() / entry_width))  # no more columns than the figure is wide
+    legend = fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), ncol, fits), frameon=False,
+                        fontsize=fontsize)
+    height = legend.get_window_extent(fig.canvas.get_renderer()).height / (fig.dpi * fig.get_figheight())
+    fig.tight_layout(rect=(0, min(height + 0.01, 0.5), 1, 1))
+    return legend
 
 
 def plot_confusion_matrix(cm, class_names: Sequence[str], normalize: bool = True) -> plt.Figure:

@@ -37,7 +37,7 @@ def test_colours_map_exactly_and_unknown_colours_are_ignored():
     assert rgb_to_ids(label, colours).tolist() == [[0, 1, IGNORE_INDEX, IGNORE_INDEX]]
 
 
-@pytest.mark.parametrize("classes, expected", [("11", 11), ("32", 31)])
+@pytest.mark.parametrize("classes, expected", [("11", 11), ("31", 31)])
 def test_items_are_frames_and_class_ids(twin, classes, expected):
     ds = CamVid(twin, "train", classes=classes)
     assert ds.num_classes == expected and len(ds) == 3 and "Void" not in ds.class_names
@@ -47,8 +47,16 @@ def test_items_are_frames_and_class_ids(twin, classes, expected):
     assert values <= set(range(expected)) | {IGNORE_INDEX} and IGNORE_INDEX in values  # the Void seams
 
 
+def test_classes_are_named_after_what_they_give(twin):
+    with pytest.warns(FutureWarning, match="classes='31'"):
+        old_name = CamVid(twin, "val", classes="32")  # the old name of "31" still works
+    assert old_name.num_classes == 31 and old_name.class_names == CamVid(twin, "val", classes="31").class_names
+    with pytest.raises(ValueError, match="'11'.*'31'"):
+        CamVid(twin, "val", classes="all")
+
+
 def test_grouping_merges_the_member_classes(twin):
-    full, grouped = CamVid(twin, "val", classes="32"), CamVid(twin, "val", classes="11")
+    full, grouped = CamVid(twin, "val", classes="31"), CamVid(twin, "val", classes="11")
     lab32, lab11 = full[0][1], grouped[0][1]
     road_members = [full.class_names.index(n) for n in GROUPS_11["Road"]]
     assert (lab11[np.isin(lab32, road_members)] == grouped.class_names.index("Road")).all()
@@ -185,7 +193,7 @@ def test_labels_are_cached_and_converted_again_when_they_change(twin, tmp_path, 
     ds = CamVid(root, "train")
     assert "converting 1 of 3" in capsys.readouterr().out
     assert (ds[0][1] == ds.class_names.index("Sky")).all()
-    CamVid(root, "train", classes="32")
+    CamVid(root, "train", classes="31")
     assert "converting 3 of 3" in capsys.readouterr().out
     (root / "class_dict.csv").write_text(camvid.CLASS_DICT_CSV.replace("Sky,128, 128, 128", "Sky,128, 128, 129"))
     with pytest.raises(ValueError, match="labels cannot be used"):  # the old Sky colour is now unknown

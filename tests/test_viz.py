@@ -83,3 +83,28 @@ def test_volume_plots():
     fig = viz.slice_montage(volume, {"truth": label, "prediction": label}, n=4)
     assert len(fig.axes) == 2 * 4
     assert [ax.get_title() for ax in fig.axes[:4]] == ["z = 2", "z = 3", "z = 4", "z = 5"]  # through the label
+
+
+def test_class_maps_are_drawn_in_the_legend_colours_and_the_legend_sits_under_the_panels():
+    palette = [(10, 20, 30), (200, 0, 0)]
+    labels = np.array([[0, 1, 255], [1, 1, 0]])
+    image = np.full((2, 3, 3), 90, np.uint8)
+    fig = viz.show_predictions([image], [labels], [labels], class_names=["a", "b"], palette=palette, ignore_index=255)
+    truth_panel = fig.axes[1].images[0].get_array()
+    assert np.array_equal(truth_panel, viz.colorize(labels, palette))  # unblended: the swatch colours themselves
+    swatches = {t.get_text(): tuple(np.round(np.array(h.get_facecolor()[:3]) * 255).astype(int))
+                for t, h in zip(fig.legends[0].get_texts(), fig.legends[0].legend_handles)}
+    assert swatches["a"] == (10, 20, 30) and swatches["b"] == (200, 0, 0) and swatches["ignored"] == (0, 0, 0)
+    renderer = fig.canvas.get_renderer()
+    legend_top = fig.legends[0].get_window_extent(renderer).y1
+    panels_bottom = min(ax.get_window_extent(renderer).y0 for ax in fig.axes)
+    assert 0 <= panels_bottom - legend_top < 0.05 * fig.bbox.height  # under the panels, without a large gap
+
+
+def test_add_legend_makes_room_for_its_rows():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    legend = viz.add_legend(fig, {f"class {i}": (i * 20, 0, 0) for i in range(12)}, ncol=4)
+    renderer = fig.canvas.get_renderer()
+    assert len(legend.get_texts()) == 12 and ax.get_window_extent(renderer).y0 >= legend.get_window_extent(renderer).y1

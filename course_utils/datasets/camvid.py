@@ -22,6 +22,7 @@ import csv
 import hashlib
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -145,9 +146,9 @@ def _what_file(path: Path) -> str:
 class CamVid(Dataset):
     """CamVid frames and their class-id labels.
 
-    ``classes="32"``: the classes of ``class_dict.csv`` in file order, without Void (31 classes).
+    ``classes="31"``: every class of ``class_dict.csv`` in file order: its 32 rows less Void.
     ``classes="11"``: the 11-class grouping of ``GROUPS_11`` used by SegNet and most papers since.
-    In both, Void is ``IGNORE_INDEX`` (255).
+    In both, Void is ``IGNORE_INDEX`` (255). The old name ``"32"`` still gives the 31 classes, with a warning.
 
     Building the dataset checks every file of the split and converts new or changed labels to
     class ids (cached), so a bad label stops you here, not in the middle of training.
@@ -162,14 +163,19 @@ class CamVid(Dataset):
     def __init__(self, root: str | Path, split: str = "train", classes: str = "11", transform: Callable | None = None):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-        if classes not in ("11", "32"):
-            raise ValueError(f"classes must be '11' or '32', not {classes!r}")
+        if classes == "32":  # the old name: class_dict.csv has 32 rows, but Void is ignored, so 31 classes are learned
+            warnings.warn("CamVid(classes='32') is now classes='31' (the 32 rows of class_dict.csv less Void); "
+                          "it gives the same 31 classes", FutureWarning, stacklevel=2)
+            classes = "31"
+        if classes not in ("11", "31"):
+            raise ValueError(f"classes must be '11' (the grouping of the papers) or '31' (every class but Void), "
+                             f"not {classes!r}")
         self.root = find_folder(root, lambda f: (f / "class_dict.csv").is_file(),
                                 "class_dict.csv (Kaggle layout: CamVid/class_dict.csv beside train/ and train_labels/)")
         self.split, self.classes, self.transform = split, classes, transform
         table = read_class_dict(self.root / "class_dict.csv")
         by_name = dict(table)
-        if classes == "32":
+        if classes == "31":
             self.class_names = [name for name, _ in table if name != "Void"]
             self.class_colours = [colour for name, colour in table if name != "Void"]
             self.colour_to_id = {colour: i for i, colour in enumerate(self.class_colours)}
@@ -178,7 +184,7 @@ class CamVid(Dataset):
             missing = [n for members in GROUPS_11.values() for n in members if n not in by_name]
             if missing:
                 raise ValueError(f"{self.root / 'class_dict.csv'} lacks classes {missing} needed by the 11-class "
-                                 f"grouping; use classes='32'")
+                                 f"grouping; use classes='31'")
             self.colour_to_id = {by_name[n]: i for i, members in enumerate(GROUPS_11.values()) for n in members}
             self.class_colours = [by_name[members[0]] for members in GROUPS_11.values()]
         if "Void" in by_name:
