@@ -122,6 +122,19 @@ def write_atomic(path: Path, write: Callable) -> None:
         raise
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Remove the temporary files that ``write_atomic`` left in ``folder`` when its process was killed;
+    a live process's are left alone."""
+    for temporary in folder.glob("*.tmp-*"):
+        pid = temporary.name.rsplit("-", 1)[1]
+        try:
+            os.kill(int(pid), 0)
+        except (ProcessLookupError, ValueError):
+            temporary.unlink(missing_ok=True)
+        except PermissionError:  # alive, someone else's
+            pass
+
+
 def find_folder(root: Path, is_it: Callable[[Path], bool], what: str, max_depth: int = 3) -> Path:
     """The shallowest folder at or below ``root`` for which ``is_it`` holds (a dataset's copies nest
     their folders differently); ``what`` describes it for the error message."""

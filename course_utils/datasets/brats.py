@@ -53,7 +53,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from course_utils.datasets import DamagedFileError, DatasetInfo, find_folder, report_unused, reseed, write_atomic
+from course_utils.datasets import (
+    DamagedFileError,
+    DatasetInfo,
+    find_folder,
+    remove_stale_temporaries,
+    report_unused,
+    reseed,
+    write_atomic,
+)
 from course_utils.metrics.brats import LABELS, brats_regions
 
 MODALITIES = ("flair", "t1", "t1ce", "t2")
@@ -200,18 +208,14 @@ def _flat(affine: np.ndarray) -> str:
     return np.array2string(np.asarray(affine)[:3], precision=3, suppress_small=True, separator=",").replace("\n", "")
 
 
-def _bad_label_message(source, values) -> str:
-    return (f"{source}: label values {sorted(values)} are not BraTS 2020 labels {LABELS}; 3 was the non-enhancing "
-            f"core of BraTS 2017 and older: map it to 1 before training")
-
-
 def check_label(values: np.ndarray, source: str | Path) -> np.ndarray:
     """A label map as uint8 {0, 1, 2, 4}: float labels are rounded; any other value is an error
     naming ``source`` (a 3 means a label of BraTS 2017 or older)."""
     label = np.round(values) if np.issubdtype(values.dtype, np.floating) else values
     bad = ~np.isin(label, LABELS)
     if bad.any():
-        raise ValueError(_bad_label_message(source, set(np.unique(label[bad]).tolist())))
+        raise ValueError(f"{source}: label values {np.unique(label[bad]).tolist()} are not BraTS 2020 labels {LABELS}; "
+                         f"3 was the non-enhancing core of BraTS 2017 and older: map it to 1 before training")
     return label.astype(np.uint8)
 
 
@@ -247,12 +251,8 @@ class BraTSRegionsd:
 
     def __call__(self, data: dict) -> dict:
         d = dict(data)
-        label = torch.round(torch.as_tensor(d[self.key]))
-        bad = ~torch.isin(label, torch.tensor(LABELS, dtype=label.dtype))
-        if bad.any():
-            source = getattr(d[self.key], "meta", {}).get("filename_or_obj", self.key)
-            raise ValueError(_bad_label_message(source, set(label[bad].unique().tolist())))
-        d[self.key] = regions(label[0])
+        source = getattr(d[self.key], "meta", {}).get("filename_or_obj", self.key)
+        d[self.key] = regions(check_label(np.asarray(d[self.key]), source)[0])
         return d
 
 
@@ -313,22 +313,10 @@ def normalise(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def _remove_leftovers(folder: Path) -> None:
-    """Temporary files of killed runs (their process is gone); a live process's are left alone."""
-    for tmp in folder.glob("*.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[1]
-        try:
-            os.kill(int(pid), 0)
-        except (ProcessLookupError, ValueError):
-            tmp.unlink(missing_ok=True)
-        except PermissionError:  # alive, someone else's
-            pass
-
-
 def _build(case: dict, key: str) -> None:
     folder = Path(case["cache"])
     folder.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(folder)
+    remove_stale_temporaries(folder)
     image, label, affine = load_case(case)
     if not image.any():
         raise DamagedFileError(f"{case['id']}: the four modalities {case['image']} are zero everywhere. Copy the "
