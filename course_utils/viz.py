@@ -85,13 +85,14 @@ def class_error_map(pred, truth, ignore_index: int) -> np.ndarray:
 
 def show_predictions(images, truths, preds=None, titles: Sequence[str] | None = None, max_rows: int = 6,
                      class_names: Sequence[str] | None = None, palette=PALETTE,
-                     ignore_index: int | None = None) -> plt.Figure:
+                     ignore_index: int | None = None, mask_label: str | None = None) -> plt.Figure:
     """One row per sample: image | truth | (prediction | error map).
 
     Binary masks by default, drawn as overlays on the image. For class maps pass ``class_names``:
     truth and prediction are then drawn in the palette's own colours, unblended, so that they match
     the legend's swatches exactly (the image column shows the frame); with ``ignore_index`` ignored
-    pixels are black and errors become right/wrong."""
+    pixels are black and errors become right/wrong. ``mask_label`` names a binary mask's colour in
+    the legend ("polyp")."""
     n = min(len(images), max_rows)
     columns = ["image", "truth"] + (["prediction", "errors"] if preds is not None else [])
     first = to_numpy_image(images[0])
@@ -121,6 +122,8 @@ def show_predictions(images, truths, preds=None, titles: Sequence[str] | None = 
         if titles is not None:
             axes[row, 0].set_ylabel(titles[row], fontsize=9)
     legend = {}
+    if mask_label is not None and not class_maps:
+        legend[f"{mask_label} (drawn at 50 % over the image)"] = palette[1]
     if class_maps:
         legend.update({name: palette[i] for i, name in enumerate(class_names)})
         if ignore_index is not None:

@@ -108,3 +108,13 @@ def test_add_legend_makes_room_for_its_rows():
     legend = viz.add_legend(fig, {f"class {i}": (i * 20, 0, 0) for i in range(12)}, ncol=4)
     renderer = fig.canvas.get_renderer()
     assert len(legend.get_texts()) == 12 and ax.get_window_extent(renderer).y0 >= legend.get_window_extent(renderer).y1
+
+
+def test_a_binary_mask_can_be_named_in_the_legend():
+    image = np.zeros((8, 8, 3), np.uint8)
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:5, 2:5] = 1
+    fig = viz.show_predictions([image], [mask], [mask], palette=[(0, 0, 0), (0, 220, 255)], mask_label="polyp")
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[0] == "polyp (drawn at 50 % over the image)" and "false negative" in labels
+    matplotlib.pyplot.close(fig)
