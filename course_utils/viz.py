@@ -196,6 +196,14 @@ def plot_history(history: Sequence[dict], metrics: Sequence[str] | None = None) 
     return fig
 
 
+def label_legend(fig: plt.Figure, names: dict[int, str], palette=PALETTE, alpha: float = 1.0, ncol: int = 8):
+    """A legend for label ids drawn with ``overlay(..., alpha)``: each swatch is the label's colour
+    blended with ``alpha`` over a mid grey, as it looks over a grey scan (alpha=1: the pure colour)."""
+    grey = 160
+    colours = {name: alpha * np.asarray(palette[k], dtype=float) + (1 - alpha) * grey for k, name in names.items()}
+    return add_legend(fig, colours, ncol=ncol)
+
+
 def _grey_rgb(values) -> np.ndarray:
     """Scale any array to 0-255 and repeat it into three channels, to draw label colours over it."""
     values = np.asarray(values, dtype=np.float32)
@@ -204,9 +212,10 @@ def _grey_rgb(values) -> np.ndarray:
 
 
 def orthogonal_slices(volumes: dict, label=None, centre: Sequence[int] | None = None, palette=PALETTE,
-                      label_names: dict[int, str] | None = None) -> plt.Figure:
+                      label_names: dict[int, str] | None = None, alpha: float = 0.6) -> plt.Figure:
     """Axial, coronal and sagittal planes through ``centre`` (default: the label's centre of mass)
-    of each ``(X, Y, Z)`` volume, one row per volume, and a last row with the label over the first."""
+    of each ``(X, Y, Z)`` volume, one row per volume, and a last row with the label over the first,
+    blended with ``alpha`` (the legend's swatches are blended the same way)."""
     first = np.asarray(next(iter(volumes.values())))
     if centre is None:
         centre = (np.argwhere(np.asarray(label) > 0).mean(0).round().astype(int) if label is not None
@@ -219,7 +228,7 @@ def orthogonal_slices(volumes: dict, label=None, centre: Sequence[int] | None = 
         for c, (plane, cut) in enumerate(planes.items()):
             ax = axes[r, c]
             if volume is None:
-                ax.imshow(overlay(_grey_rgb(cut(first)), cut(np.asarray(label)), 0.6, palette), origin="lower")
+                ax.imshow(overlay(_grey_rgb(cut(first)), cut(np.asarray(label)), alpha, palette), origin="lower")
             else:
                 ax.imshow(cut(np.asarray(volume)), cmap="gray", origin="lower")
             ax.set_xticks([])
@@ -228,17 +237,15 @@ def orthogonal_slices(volumes: dict, label=None, centre: Sequence[int] | None = 
                 ax.set_title(plane)
         axes[r, 0].set_ylabel(name)
     if label_names:
-        fig.legend(handles=[Patch(facecolor=np.array(palette[k]) / 255, label=v) for k, v in label_names.items()],
-                   loc="lower center", ncol=len(label_names), frameon=False, fontsize=8)
-        fig.tight_layout(rect=(0, 0.04, 1, 1))
+        label_legend(fig, label_names, palette, alpha)
     else:
         fig.tight_layout()
     return fig
 
 
-def slice_montage(volume, labels: dict, n: int = 6, palette=PALETTE) -> plt.Figure:
+def slice_montage(volume, labels: dict, n: int = 6, palette=PALETTE, alpha: float = 0.6) -> plt.Figure:
     """``n`` axial slices through the labelled region, one row per label map overlaid on ``volume``
-    (for example the truth and a prediction)."""
+    (for example the truth and a prediction), blended with ``alpha``: give ``label_legend`` the same."""
     volume = np.asarray(volume, dtype=np.float32)
     any_label = np.any([np.asarray(lab) > 0 for lab in labels.values()], axis=0)
     zs = np.nonzero(any_label.any((0, 1)))[0]
@@ -248,7 +255,7 @@ def slice_montage(volume, labels: dict, n: int = 6, palette=PALETTE) -> plt.Figu
     for r, (name, label) in enumerate(labels.items()):
         for c, z in enumerate(zs):
             ax = axes[r, c]
-            picture = overlay(grey[:, :, z].transpose(1, 0, 2), np.asarray(label)[:, :, z].T, 0.6, palette)
+            picture = overlay(grey[:, :, z].transpose(1, 0, 2), np.asarray(label)[:, :, z].T, alpha, palette)
             ax.imshow(picture, origin="lower")
             ax.set_xticks([])
             ax.set_yticks([])

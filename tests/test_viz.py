@@ -80,6 +80,10 @@ def test_volume_plots():
     fig = viz.orthogonal_slices({"a": volume, "b": volume}, label, label_names={2: "edema"})
     assert len(fig.axes) == 3 * 3 and fig.legends[0].get_texts()[0].get_text() == "edema"
     assert fig.axes[0].images[0].get_array().shape == (10, 12)  # axial plane of an (x, y, z) volume, y up
+    # the swatch is the colour that a labelled voxel of mid grey (160) gets in the blended overlay
+    swatch = np.array(fig.legends[0].legend_handles[0].get_facecolor()[:3]) * 255
+    drawn = viz.overlay(np.full((1, 1, 3), 160, np.uint8), np.array([[2]]), 0.6, viz.PALETTE)[0, 0]
+    assert np.allclose(swatch, drawn, atol=1)
     fig = viz.slice_montage(volume, {"truth": label, "prediction": label}, n=4)
     assert len(fig.axes) == 2 * 4
     assert [ax.get_title() for ax in fig.axes[:4]] == ["z = 2", "z = 3", "z = 4", "z = 5"]  # through the label
