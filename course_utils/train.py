@@ -10,6 +10,12 @@ Batches are ``(inputs, targets)`` pairs. A metric is either a function ``(output
 tensor`` of one score per sample, which ``evaluate`` averages over all samples (Dice of polyps),
 or an object with ``reset()``, ``update(outputs, targets)`` and ``compute()`` that accumulates
 over the whole set (mIoU from one confusion matrix, ``metrics.MeanIoU``).
+
+Detection models (torchvision's Mask R-CNN) fit the same loop: their batches are a list of image
+tensors and a list of target dicts, and they compute their own losses: ``model(images, targets)``
+returns a dict of losses in training mode and a list of predictions in evaluation mode. Give such
+a model ``loss_fn=None``: the training loss is then the sum of that dict, and validation computes
+the metrics only (an accumulating one such as ``metrics.MaskAP``), no ``val_loss``.
 """
 
 from __future__ import annotations
@@ -39,12 +45,30 @@ def autocast(dev: torch.device, enabled: bool = True):
     return torch.autocast(dev.type, dtype=dtype) if dtype else nullcontext()
 
 
+def _move(x, dev: torch.device):
+    """A tensor, or the tensors inside lists, tuples and dicts (detection batches), on ``dev``."""
+    if isinstance(x, torch.Tensor):
+        return x.to(dev, non_blocking=True)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_move(item, dev) for item in x)
+    if isinstance(x, dict):
+        return {key: _move(value, dev) for key, value in x.items()}
+    return x
+
+
 def _to(batch, dev: torch.device, channels_last: bool = False):
-    inputs, targets = batch
-    inputs = inputs.to(dev, non_blocking=True)
-    if channels_last and inputs.ndim == 4:
+    inputs, targets = _move(batch[0], dev), _move(batch[1], dev)
+    if channels_last and isinstance(inputs, torch.Tensor) and inputs.ndim == 4:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    return inputs, targets.to(dev, non_blocking=True)
+    return inputs, targets
+
+
+def _training_loss(model: nn.Module, inputs, targets, loss_fn: Callable | None) -> torch.Tensor:
+    """The loss of one training batch. ``loss_fn=None``: the model computes its own losses from
+    ``model(inputs, targets)``, a dict (torchvision's detection models), and the loss is their sum."""
+    if loss_fn is None:
+        return sum(model(inputs, targets).values())
+    return loss_fn(model(inputs), targets)
 
 
 @torch.no_grad()
@@ -71,7 +95,8 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
             outputs = model(inputs)
             if loss_fn is not None:
                 sums["val_loss"] += float(loss_fn(outputs, targets)) * len(inputs)
-        outputs = outputs.float()
+        if isinstance(outputs, torch.Tensor):  # detection models return a list of dicts
+            outputs = outputs.float()
         for name, metric in per_sample.items():
             sums[name] += float(metric(outputs, targets).sum())
         for metric in accumulating.values():
@@ -222,7 +247,7 @@ def _short(text: str | None, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn: Callable,
+def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn: Callable | None,
         optimizer: torch.optim.Optimizer, *, epochs: int, checkpoint_dir: str | Path,
         metrics: dict[str, Metric] | None = None, scheduler=None, monitor: str = "val_loss",
         mode: str | None = None, resume: bool = True, patience: int | None = None,
@@ -245,13 +270,15 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
       stops before training and says what changed. ``resume=False`` starts over and replaces the files.
     - ``scheduler`` is stepped after every optimizer step (OneCycle, cosine with warm-up...).
     - ``accumulate``: optimizer step every that many batches (a larger effective batch).
+    - ``loss_fn=None`` for a model that computes its own losses (torchvision's detection models; see
+      the module's docstring): then there is no ``val_loss``, and ``monitor`` names a metric.
     At the end the model holds the weights of the best epoch.
     """
     dev = device or runtime.device()
     mode = mode or ("min" if monitor.endswith("loss") else "max")
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
-    known = ["train_loss", "val_loss", *(metrics or {})]
+    known = ["train_loss", *(["val_loss"] if loss_fn is not None else []), *(metrics or {})]
     if monitor not in known:
         raise ValueError(f"monitor={monitor!r} is none of the numbers fit computes: {known}; name one of them "
                          f"(a metric's name is its key in `metrics`)")
@@ -303,7 +330,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
         for step, batch in enumerate(batches, start=1):
             inputs, targets = _to(batch, dev, channels_last)
             with autocast(dev, amp):
-                loss = loss_fn(model(inputs), targets)
+                loss = _training_loss(model, inputs, targets, loss_fn)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss is {loss.item()} at epoch {epoch}, step {step}: lower the learning rate, check "
