@@ -12,6 +12,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import MultiScaleRoIAlign, masks_to_boxes
 
 from course_utils import train
+from course_utils.metrics import MaskAP
 
 
 class Squares(Dataset):
@@ -71,14 +72,16 @@ def run(tmp_path, epochs, resume=True):
     train_loader = DataLoader(Squares(6, seed=0), batch_size=2, shuffle=True, collate_fn=collate)
     val_loader = DataLoader(Squares(2, seed=1), batch_size=2, collate_fn=collate)
     history = train.fit(model, train_loader, val_loader, None, optimizer, epochs=epochs, checkpoint_dir=tmp_path,
-                        metrics={"detections": detections}, monitor="detections", resume=resume, progress=False)
+                        metrics={"detections": detections, "AP50": MaskAP("AP50")}, monitor="AP50", resume=resume,
+                        progress=False)
     return model, history
 
 
 def test_fit_trains_a_detection_model_with_its_own_losses_and_resumes_it(tmp_path):
     straight, history = run(tmp_path / "a", epochs=3)
     assert [h["epoch"] for h in history] == [1, 2, 3]
-    assert "val_loss" not in history[0] and {"train_loss", "detections"} <= set(history[0])
+    assert "val_loss" not in history[0] and {"train_loss", "detections", "AP50"} <= set(history[0])
+    assert all(0 <= h["AP50"] <= 1 or h["AP50"] != h["AP50"] for h in history)  # a fraction, or NaN
     assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in history)
     assert (tmp_path / "a" / "last.pt").is_file()
     run(tmp_path / "b", epochs=2)  # the session dies after epoch 2...

@@ -3,15 +3,17 @@
 ``binary``: per-image Dice and IoU for binary masks. ``confusion``: the dataset-level confusion
 matrix and the per-class IoU / mIoU built from it. ``boundary``: the band of pixels near class
 boundaries, for boundary-quality (trimap) scores. ``brats``: the BraTS tumour regions, their Dice and
-HD95.
+HD95. ``instance``: COCO mask (and box) AP through pycocotools, for instance segmentation.
 """
 
 from course_utils.metrics.binary import dice_score, iou_score
 from course_utils.metrics.boundary import boundary_band
 from course_utils.metrics.brats import brats_dice, brats_regions, hd95, label_from_regions
 from course_utils.metrics.confusion import MeanIoU, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from course_utils.metrics.instance import MaskAP, mask_ap
 
 __all__ = [
-    "MeanIoU", "boundary_band", "brats_dice", "brats_regions", "confusion_matrix", "dice_score", "hd95",
-    "iou_per_class", "iou_score", "label_from_regions", "mean_iou", "pixel_accuracy",
+    "MaskAP", "MeanIoU", "boundary_band", "brats_dice", "brats_regions", "confusion_matrix", "dice_score", "hd95",
+    "iou_per_class", "iou_score", "label_from_regions", "mask_ap", "mean_iou",
+    "pixel_accuracy",
 ]
