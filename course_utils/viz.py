@@ -167,7 +167,8 @@ def plot_confusion_matrix(cm, class_names: Sequence[str], normalize: bool = True
                 if values[t, p] >= 0.01:
                     ax.text(p, t, f"{values[t, p]:.2f}" if normalize else f"{int(values[t, p])}", ha="center",
                             va="center", fontsize=7, color="white" if values[t, p] > 0.5 * values.max() else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    bar = fig.colorbar(im, ax=ax, fraction=0.046)
+    bar.set_label("share of the true class's pixels" if normalize else "pixels")
     fig.tight_layout()
     return fig
 
