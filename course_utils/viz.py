@@ -188,11 +188,12 @@ def plot_history(history: Sequence[dict], metrics: Sequence[str] | None = None) 
     left.legend()
     for key in metrics:
         right.plot(epochs, [h[key] for h in history], marker="o", label=key)
-    right.set(xlabel="epoch", title="validation")
+    right.set(xlabel="epoch", ylabel="score", title="validation")
     if metrics:
         right.legend()
     for ax in (left, right):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     fig.tight_layout()
     return fig
 
