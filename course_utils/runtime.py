@@ -128,8 +128,8 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-KEY_PACKAGES = ("torch", "torchvision", "segmentation-models-pytorch", "albumentations", "numpy",
-                "course_utils")
+KEY_PACKAGES = ("torch", "torchvision", "segmentation-models-pytorch", "albumentations", "monai", "nibabel",
+                "pycocotools", "numpy", "course_utils")
 
 
 def print_env() -> dict[str, str]:
