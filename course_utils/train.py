@@ -131,12 +131,14 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | None = No
 
 @torch.no_grad()
 def images_per_second(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | None = None,
-                      amp: bool = True, iters: int = 20, warmup: int = 3) -> float:
+                      amp: bool = True, iters: int = 20, warmup: int = 3, as_list: bool = False) -> float:
     """Inference throughput on random input of ``input_shape`` (batch first), as the papers time
-    it: after warm-up, model forward only, waiting for the GPU to finish."""
+    it: after warm-up, model forward only, waiting for the GPU to finish. ``as_list``: the model takes
+    a list of images, as torchvision's detection models do (random values in [0, 1], as images)."""
     dev = device or next(model.parameters()).device
     model.eval()
-    x = torch.randn(input_shape, device=dev)
+    x = torch.rand(input_shape, device=dev) if as_list else torch.randn(input_shape, device=dev)
+    x = list(x) if as_list else x
     with autocast(dev, amp):
         for _ in range(warmup):
             model(x)

@@ -59,6 +59,30 @@ def overlay(image, mask, alpha: float = 0.5, palette=PALETTE, skip_zero: bool = 
     return blended.round().astype(np.uint8)
 
 
+def draw_instances(ax: plt.Axes, image, masks, boxes=None, scores=None, alpha: float = 0.5,
+                   palette=PALETTE) -> plt.Axes:
+    """One image with its instances (instance segmentation: each object its own colour, not a class
+    colour): mask ``k`` of ``masks`` ``(N, H, W)`` is blended in palette colour ``1 + k`` (cycling), its
+    box ``(x1, y1, x2, y2)`` outlined in the same colour, and its score written on the box. Masks may be
+    probabilities (drawn where > 0.5, as they are scored)."""
+    picture = to_numpy_image(image).astype(np.float32)
+    masks = np.asarray(masks.cpu() if isinstance(masks, torch.Tensor) else masks)
+    masks = masks.reshape(-1, *masks.shape[-2:]) > (0.5 if masks.dtype.kind == "f" else 0)
+    colours = [np.asarray(palette[1 + k % (len(palette) - 1)], dtype=np.float32) for k in range(len(masks))]
+    for mask, colour in zip(masks, colours):
+        picture[mask] = (1 - alpha) * picture[mask] + alpha * colour
+    ax.imshow(picture.round().astype(np.uint8))
+    boxes = [] if boxes is None else np.asarray(boxes.cpu() if isinstance(boxes, torch.Tensor) else boxes)
+    for k, (x1, y1, x2, y2) in enumerate(boxes):
+        colour = colours[k] / 255 if k < len(colours) else np.asarray(palette[1 + k % (len(palette) - 1)]) / 255
+        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1.5))
+        if scores is not None:
+            ax.text(x1, y1, f"{float(scores[k]):.2f}", color="white", fontsize=7, va="bottom",
+                    bbox={"facecolor": colour, "edgecolor": "none", "pad": 1})
+    ax.set_axis_off()
+    return ax
+
+
 def error_map(pred, truth) -> np.ndarray:
     """RGB picture of a binary prediction against the truth: hits grey, false positives orange,
     false negatives blue, correct background black."""

@@ -98,3 +98,8 @@ def test_a_detection_model_without_loss_fn_has_no_val_loss_to_monitor(tmp_path):
         train.fit(model, loader, loader, None, torch.optim.SGD(model.parameters(), lr=0.01), epochs=1,
                   checkpoint_dir=tmp_path, progress=False)
     assert not (tmp_path / "last.pt").exists()
+
+
+def test_speed_of_a_detection_model_that_takes_a_list_of_images():
+    model = tiny_mask_rcnn()
+    assert train.images_per_second(model, (2, 3, 48, 48), iters=2, warmup=1, as_list=True) > 0

@@ -2,6 +2,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -122,3 +123,21 @@ def test_a_binary_mask_can_be_named_in_the_legend():
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels[0] == "polyp (drawn at 50 % over the image)" and "false negative" in labels
     matplotlib.pyplot.close(fig)
+
+
+def test_instances_are_drawn_each_in_its_own_colour_with_box_and_score():
+    image = np.full((10, 12, 3), 100, np.uint8)
+    masks = np.zeros((2, 10, 12), np.float32)
+    masks[0, 1:4, 1:4] = 0.9  # probabilities: drawn where > 0.5
+    masks[1, 5:9, 6:11] = 0.7
+    masks[1, 0, 0] = 0.4  # below 0.5: not drawn
+    fig, ax = plt.subplots()
+    viz.draw_instances(ax, image, masks, boxes=[[1, 1, 4, 4], [6, 5, 11, 9]], scores=[0.95, 0.61])
+    drawn = ax.images[0].get_array()
+    for k, (y, x) in enumerate([(2, 2), (6, 7)]):
+        expected = np.round(0.5 * 100 + 0.5 * viz.PALETTE[1 + k].astype(float))
+        assert np.array_equal(drawn[y, x], expected)
+    assert np.array_equal(drawn[0, 0], [100, 100, 100])
+    assert len(ax.patches) == 2 and [t.get_text() for t in ax.texts] == ["0.95", "0.61"]
+    assert np.allclose(ax.patches[1].get_edgecolor()[:3], viz.PALETTE[2] / 255)
+    plt.close(fig)
