@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from course_utils import runtime
-from course_utils.datasets import DamagedFileError, DatasetInfo, brats, camvid, kvasir_seg
+from course_utils.datasets import DamagedFileError, DatasetInfo, brats, camvid, kvasir_seg, pennfudan
 
 try:
     import fcntl  # file locks; POSIX only
@@ -40,7 +40,7 @@ except ImportError:  # Windows
     fcntl = None
 
 # Every dataset declares its entry (``INFO``) in its own module, beside its loader and twin.
-REGISTRY: dict[str, DatasetInfo] = {module.INFO.name: module.INFO for module in (kvasir_seg, camvid, brats)}
+REGISTRY: dict[str, DatasetInfo] = {module.INFO.name: module.INFO for module in (kvasir_seg, camvid, brats, pennfudan)}
 
 TWIN_STAMP = ".twin_version"  # in a twin's folder: the twin_version it was written with
 EXTRACTED_MARK = ".extracted"  # in an unpacked archive's folder: the archive's file name

@@ -65,17 +65,26 @@ def brats2020(root: Path) -> tuple[Dataset, int]:
     return brats.RandomCrops(cases * 4, (128, 128, 128), augment), 1
 
 
-PIPELINES: dict[str, Callable[[Path], tuple[Dataset, int]]] = {
-    "kvasir_seg": kvasir_seg, "camvid": camvid, "brats2020": brats2020}
+def pennfudan(root: Path) -> tuple[Dataset, int, Callable]:
+    """Images of different sizes: batches are lists (the dataset's collate), as detection models take them."""
+    from course_utils.datasets.pennfudan import PennFudan, collate, train_transform
+
+    return PennFudan(root, "train", transform=train_transform()), 2, collate
+
+
+PIPELINES: dict[str, Callable[[Path], tuple]] = {
+    "kvasir_seg": kvasir_seg, "camvid": camvid, "brats2020": brats2020, "pennfudan": pennfudan}
 REAL_SIZE_TWINS = {"kvasir_seg": {}, "camvid": {"size": (960, 720), "counts": {"train": 24}},
-                   "brats2020": {"case_numbers": (1, 2, 3, 4), "shape": (240, 240, 155), "compressed": True}}
+                   "brats2020": {"case_numbers": (1, 2, 3, 4), "shape": (240, 240, 155), "compressed": True},
+                   "pennfudan": {"scale": 3.0}}
 
 
-def samples_per_second(dataset: Dataset, batch_size: int, workers: int, batches: int) -> float:
+def samples_per_second(dataset: Dataset, batch_size: int, workers: int, batches: int,
+                       collate_fn: Callable | None = None) -> float:
     """Training-loader throughput over ``batches`` batches, after a first one that pays for starting the
     workers; the loader goes round as many epochs as that takes."""
     loader = DataLoader(dataset, batch_size, shuffle=True, drop_last=True, num_workers=workers,
-                        persistent_workers=workers > 0)
+                        persistent_workers=workers > 0, collate_fn=collate_fn)
     if len(loader) == 0:
         raise ValueError(f"{len(dataset)} samples make no batch of {batch_size}: write a larger twin")
 
@@ -99,8 +108,8 @@ def benchmark(name: str, workers: int = 2, batches: int = 4, root: Path | None =
         else:
             root = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
             data.info(name).write_twin(root, **REAL_SIZE_TWINS[name])
-    dataset, batch_size = PIPELINES[name](root)
-    return samples_per_second(dataset, batch_size, workers, batches)
+    dataset, batch_size, *collate_fn = PIPELINES[name](root)  # a third item: the collate function, if any
+    return samples_per_second(dataset, batch_size, workers, batches, *collate_fn)
 
 
 if __name__ == "__main__":
