@@ -97,6 +97,28 @@ def reseed(transform) -> None:
         transform.set_random_state(seed=seed)
 
 
+def seeded_split(names: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """``(held_out, rest)``, both sorted: a seeded ``fraction`` of ``names`` (at least one) and the others.
+    It depends only on the names and the seed, so it is the same on every machine."""
+    shuffled = sorted(names)
+    random.Random(seed).shuffle(shuffled)
+    n = max(1, round(len(shuffled) * fraction))
+    return sorted(shuffled[:n]), sorted(shuffled[n:])
+
+
+def carve_monitor(names: list[str], split: str, monitor_fraction: float, seed: int,
+                  source: str) -> tuple[list[str], str]:
+    """The monitor split, a seeded ``monitor_fraction`` of the training ``names`` that chooses the best
+    epoch, or (``split="train"``) the training names without it; and the new description of the split."""
+    monitor, train = seeded_split(names, monitor_fraction, seed)
+    if not train:
+        raise ValueError(f"monitor_fraction {monitor_fraction} of {len(names)} training images leaves none to "
+                         f"train on")
+    if split == "monitor":
+        return monitor, f"a seeded {monitor_fraction:.0%} of {source}"
+    return train, f"{source} less a seeded {monitor_fraction:.0%} to monitor"
+
+
 _reported: set[str] = set()
 
 

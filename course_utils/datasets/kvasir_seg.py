@@ -16,7 +16,6 @@ would turn compression noise into polyp.
 
 from __future__ import annotations
 
-import random
 import string
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,16 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from course_utils.datasets import DatasetInfo, find_folder, read_grey, read_image, report_unused, reseed
+from course_utils.datasets import (
+    DatasetInfo,
+    carve_monitor,
+    find_folder,
+    read_grey,
+    read_image,
+    report_unused,
+    reseed,
+    seeded_split,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_THRESHOLD = 128
@@ -144,21 +152,10 @@ class KvasirSeg(Dataset):
             ids = sorted(set(images) - set(listed[other]))
             self.split_source = f"all images not in {split_files[other]}"
         else:
-            shuffled = sorted(images)
-            random.Random(seed).shuffle(shuffled)
-            n_val = max(1, round(len(shuffled) * val_fraction))
-            ids = sorted(shuffled[:n_val] if base == "val" else shuffled[n_val:])
-            self.split_source = "seeded split"
+            val, train = seeded_split(list(images), val_fraction, seed)
+            ids, self.split_source = (val if base == "val" else train), "seeded split"
         if base == "train" and monitor_fraction > 0:
-            shuffled = sorted(ids)
-            random.Random(seed).shuffle(shuffled)
-            n_monitor = max(1, round(len(shuffled) * monitor_fraction))
-            if n_monitor >= len(shuffled):
-                raise ValueError(f"monitor_fraction {monitor_fraction} of {len(shuffled)} training images "
-                                 f"leaves none to train on")
-            ids = sorted(shuffled[:n_monitor] if split == "monitor" else shuffled[n_monitor:])
-            self.split_source = (f"a seeded {monitor_fraction:.0%} of {self.split_source}" if split == "monitor"
-                                 else f"{self.split_source} less a seeded {monitor_fraction:.0%} to monitor")
+            ids, self.split_source = carve_monitor(ids, split, monitor_fraction, seed, self.split_source)
         self.ids = ids
         self.image_paths = [images[i] for i in ids]
         self.mask_paths = [masks[i] for i in ids]

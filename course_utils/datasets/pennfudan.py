@@ -36,7 +36,6 @@ numbers are not COCO's; AP over all sizes does not use ``area`` at all.
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +49,15 @@ from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from course_utils.datasets import DamagedFileError, DatasetInfo, find_folder, read_image, report_unused
+from course_utils.datasets import (
+    DamagedFileError,
+    DatasetInfo,
+    carve_monitor,
+    find_folder,
+    read_image,
+    report_unused,
+    seeded_split,
+)
 
 TWIN_VERSION = 1
 PEDESTRIAN = 1  # the label of every instance; torchvision's detection models keep 0 for the background
@@ -161,14 +168,6 @@ def _png_names(folder: Path, suffix: str = "") -> dict[str, Path]:
     return files
 
 
-def _seeded_split(names: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """``(held_out, rest)``, both sorted: a seeded ``fraction`` of ``names`` (at least one) and the others."""
-    shuffled = sorted(names)
-    random.Random(seed).shuffle(shuffled)
-    n = max(1, round(len(shuffled) * fraction))
-    return sorted(shuffled[:n]), sorted(shuffled[n:])
-
-
 class PennFudan(Dataset):
     """Penn-Fudan images and their pedestrians, in torchvision's detection format.
 
@@ -224,19 +223,13 @@ class PennFudan(Dataset):
         if split == "all":
             names, self.split_source = every, "all images"
         else:
-            val, train = _seeded_split(every, val_fraction, seed)
+            val, train = seeded_split(every, val_fraction, seed)
             if not train:
                 raise ValueError(f"val_fraction {val_fraction} of {len(every)} images leaves none to train on")
             names, self.split_source = (val, f"a seeded {val_fraction:.0%} of the images") if split == "val" \
                 else (train, f"the images not in a seeded {val_fraction:.0%}")
             if split != "val" and monitor_fraction > 0:
-                monitor, train = _seeded_split(train, monitor_fraction, seed)
-                if not train:
-                    raise ValueError(f"monitor_fraction {monitor_fraction} of {len(monitor)} training images "
-                                     f"leaves none to train on")
-                names = monitor if split == "monitor" else train
-                self.split_source = (f"a seeded {monitor_fraction:.0%} of {self.split_source}" if split == "monitor"
-                                     else f"{self.split_source}, less a seeded {monitor_fraction:.0%} to monitor")
+                names, self.split_source = carve_monitor(train, split, monitor_fraction, seed, self.split_source)
         self.names = names
         self.image_paths = [images[n] for n in names]
         self.mask_paths = [masks[n] for n in names]
