@@ -47,22 +47,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_utils.models.layers import conv_bn
+
 DETAIL_WIDTHS = (64, 64, 128)  # Table 1, Detail Branch stages S1-S3
 SEMANTIC_WIDTHS = (16, 32, 64, 128)  # Table 1, Semantic Branch: stem (S1-S2), S3, S4, S5 (lambda = 1/4)
 EXPANSION = 6  # e of the Gather-and-Expansion layers
 HEAD_CHANNELS = 1024  # main head width (the paper leaves it open)
 AUX_HEAD_CHANNELS = 128  # booster head width (likewise)
-
-
-def conv_bn_relu(c_in: int, c_out: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
-                 relu: bool = True) -> nn.Sequential:
-    """Convolution (no bias, since BatchNorm follows), BatchNorm, and ReLU unless ``relu=False``. ``groups=c_in``
-    makes it depth-wise: each channel gets its own filters."""
-    layers = [nn.Conv2d(c_in, c_out, kernel_size, stride, padding=kernel_size // 2, groups=groups, bias=False),
-              nn.BatchNorm2d(c_out)]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
 
 
 class DetailBranch(nn.Module):
@@ -75,7 +66,7 @@ class DetailBranch(nn.Module):
         depths = (2, 3, 3)  # Table 1: one stride-2 conv, then r = 1, 2, 2 stride-1 convs
         stages, c_in = [], in_channels
         for c_out, depth in zip(widths, depths):
-            layers = [conv_bn_relu(c_in, c_out, stride=2)] + [conv_bn_relu(c_out, c_out) for _ in range(depth - 1)]
+            layers = [conv_bn(c_in, c_out, stride=2)] + [conv_bn(c_out, c_out) for _ in range(depth - 1)]
             stages.append(nn.Sequential(*layers))
             c_in = c_out
         self.stages = nn.Sequential(*stages)
@@ -92,11 +83,11 @@ class StemBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
-        self.conv = conv_bn_relu(in_channels, out_channels, stride=2)
-        self.learned = nn.Sequential(conv_bn_relu(out_channels, out_channels // 2, kernel_size=1),
-                                     conv_bn_relu(out_channels // 2, out_channels, stride=2))
+        self.conv = conv_bn(in_channels, out_channels, stride=2)
+        self.learned = nn.Sequential(conv_bn(out_channels, out_channels // 2, kernel_size=1),
+                                     conv_bn(out_channels // 2, out_channels, stride=2))
         self.pool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.fuse = conv_bn_relu(2 * out_channels, out_channels)
+        self.fuse = conv_bn(2 * out_channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
@@ -118,14 +109,14 @@ class GatherExpansion(nn.Module):
         if stride == 1 and c_in != c_out:
             raise ValueError("a stride-1 layer adds its input back, so c_in must equal c_out")
         wide = c_in * expansion
-        layers = [conv_bn_relu(c_in, wide), conv_bn_relu(wide, wide, stride=stride, groups=wide, relu=False)]
+        layers = [conv_bn(c_in, wide), conv_bn(wide, wide, stride=stride, groups=wide, act=None)]
         if stride == 2:
-            layers.append(conv_bn_relu(wide, wide, groups=wide, relu=False))
-        layers.append(conv_bn_relu(wide, c_out, kernel_size=1, relu=False))
+            layers.append(conv_bn(wide, wide, groups=wide, act=None))
+        layers.append(conv_bn(wide, c_out, kernel_size=1, act=None))
         self.main = nn.Sequential(*layers)
         self.shortcut = nn.Identity() if stride == 1 else nn.Sequential(
-            conv_bn_relu(c_in, c_in, stride=2, groups=c_in, relu=False),
-            conv_bn_relu(c_in, c_out, kernel_size=1, relu=False))
+            conv_bn(c_in, c_in, stride=2, groups=c_in, act=None),
+            conv_bn(c_in, c_out, kernel_size=1, act=None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.main(x) + self.shortcut(x))
@@ -139,8 +130,8 @@ class ContextEmbedding(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.norm = nn.BatchNorm2d(channels)
-        self.squeeze = conv_bn_relu(channels, channels, kernel_size=1)
-        self.conv = conv_bn_relu(channels, channels)
+        self.squeeze = conv_bn(channels, channels, kernel_size=1)
+        self.conv = conv_bn(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         context = self.squeeze(self.norm(x.mean(dim=(2, 3), keepdim=True)))  # N x C x 1 x 1
@@ -185,14 +176,14 @@ class BilateralGuidedAggregation(nn.Module):
 
     def __init__(self, channels: int = 128):
         super().__init__()
-        self.detail_keep = nn.Sequential(conv_bn_relu(channels, channels, groups=channels, relu=False),
+        self.detail_keep = nn.Sequential(conv_bn(channels, channels, groups=channels, act=None),
                                          nn.Conv2d(channels, channels, 1, bias=False))
-        self.detail_down = nn.Sequential(conv_bn_relu(channels, channels, stride=2, relu=False),
+        self.detail_down = nn.Sequential(conv_bn(channels, channels, stride=2, act=None),
                                          nn.AvgPool2d(3, stride=2, padding=1))
-        self.semantic_keep = nn.Sequential(conv_bn_relu(channels, channels, groups=channels, relu=False),
+        self.semantic_keep = nn.Sequential(conv_bn(channels, channels, groups=channels, act=None),
                                            nn.Conv2d(channels, channels, 1, bias=False))
-        self.semantic_up = conv_bn_relu(channels, channels, relu=False)
-        self.fuse = conv_bn_relu(channels, channels, relu=False)
+        self.semantic_up = conv_bn(channels, channels, act=None)
+        self.fuse = conv_bn(channels, channels, act=None)
 
     def forward(self, detail: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
         size = detail.shape[-2:]
@@ -208,7 +199,7 @@ class SegmentationHead(nn.Module):
 
     def __init__(self, c_in: int, mid_channels: int, num_classes: int):
         super().__init__()
-        self.conv = conv_bn_relu(c_in, mid_channels)
+        self.conv = conv_bn(c_in, mid_channels)
         self.classifier = nn.Conv2d(mid_channels, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

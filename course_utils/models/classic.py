@@ -20,11 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_utils.models.layers import conv_bn
+
 WIDTHS = {"vgg16": ((64, 128, 256, 512, 512), (2, 2, 3, 3, 3)), "small": ((16, 32, 64, 96, 128), (1, 1, 2, 2, 2))}
-
-
-def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
 class VGGEncoder(nn.Module):
@@ -40,7 +38,7 @@ class VGGEncoder(nn.Module):
         self.channels = channels
         stages, c_in = [], in_channels
         for c_out, depth in zip(channels, depths):
-            stages.append(nn.Sequential(*[conv_bn_relu(c_in if i == 0 else c_out, c_out) for i in range(depth)]))
+            stages.append(nn.Sequential(*[conv_bn(c_in if i == 0 else c_out, c_out) for i in range(depth)]))
             c_in = c_out
         self.stages = nn.ModuleList(stages)
         if pretrained:
@@ -107,7 +105,7 @@ class FCN(nn.Module):
         c3, c4, c5 = self.encoder.channels[2:]
         head = head_channels or 2 * c5
         # "fc6"/"fc7" of the classifier, as convolutions on the 1/32 map (lighter than VGG's 4096-wide 7x7)
-        self.head = nn.Sequential(conv_bn_relu(c5, head), nn.Dropout2d(0.1), nn.Conv2d(head, head, 1),
+        self.head = nn.Sequential(conv_bn(c5, head), nn.Dropout2d(0.1), nn.Conv2d(head, head, 1),
                                   nn.ReLU(inplace=True), nn.Dropout2d(0.1))
         self.score32 = nn.Conv2d(head, num_classes, 1)
         # each skip: a score layer on the shallower map, and a learned 2x upsampling of the deeper scores
@@ -149,7 +147,7 @@ class SegNet(nn.Module):
         stages = []
         for level in reversed(range(5)):  # decoder stage k mirrors encoder stage k
             c_in, c_out = channels[level], channels[level - 1] if level > 0 else channels[0]
-            layers = [conv_bn_relu(c_in, c_in) for _ in range(depths[level] - 1)] + [conv_bn_relu(c_in, c_out)]
+            layers = [conv_bn(c_in, c_in) for _ in range(depths[level] - 1)] + [conv_bn(c_in, c_out)]
             stages.append(nn.Sequential(*layers))
         self.decoder = nn.ModuleList(stages)
         self.classifier = nn.Conv2d(channels[0], num_classes, 3, padding=1)

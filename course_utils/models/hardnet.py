@@ -46,6 +46,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from course_utils.models.layers import conv_bn
+
 # arch: (stem widths, multiplier m, per block: (growth rate, layers, transition width, max-pool after it?))
 ARCHS = {
     68: ((32, 64), 1.7, ((14, 8, 128, True), (16, 16, 256, False), (20, 16, 320, True), (40, 16, 640, True),
@@ -82,11 +84,6 @@ def layer_width(k: int, growth_rate: int, multiplier: float) -> int:
     return 2 * int((width + 1) // 2)
 
 
-def conv_bn_relu6(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU6(inplace=True))
-
-
 class HarDBlock(nn.Module):
     """A harmonic dense block of ``n_layers`` 3x3 conv layers. ``links[k - 1]`` and ``widths[k - 1]`` are layer
     k's inputs and width; the output has ``out_channels`` = the summed widths of the odd layers and the last."""
@@ -97,7 +94,8 @@ class HarDBlock(nn.Module):
         widths = [in_channels] + [layer_width(k, growth_rate, multiplier) for k in range(1, n_layers + 1)]
         self.widths = widths[1:]
         self.layers = nn.ModuleList(
-            conv_bn_relu6(sum(widths[j] for j in links), widths[k]) for k, links in enumerate(self.links, start=1))
+            conv_bn(sum(widths[j] for j in links), widths[k], act=nn.ReLU6)
+            for k, links in enumerate(self.links, start=1))
         self.kept = [k for k in range(1, n_layers + 1) if k % 2 == 1 or k == n_layers]  # concatenated as output
         self.out_channels = sum(widths[k] for k in self.kept)
 
@@ -121,12 +119,13 @@ class HarDNet(nn.Module):
         if arch not in ARCHS:
             raise ValueError(f"arch must be one of {sorted(ARCHS)}, not {arch!r}")
         (c1, c2), multiplier, blocks = ARCHS[arch]
-        self.stem = nn.Sequential(conv_bn_relu6(in_channels, c1, stride=2), conv_bn_relu6(c1, c2),
+        self.stem = nn.Sequential(conv_bn(in_channels, c1, stride=2, act=nn.ReLU6), conv_bn(c1, c2, act=nn.ReLU6),
                                   nn.MaxPool2d(3, stride=2, padding=1))  # 1/4 of the input
         stages, pools, c_in = [], [], c2
         for growth_rate, n_layers, c_out, pool in blocks:
             block = HarDBlock(c_in, growth_rate, n_layers, multiplier)
-            stages.append(nn.Sequential(block, conv_bn_relu6(block.out_channels, c_out, kernel=1)))  # 1x1 transition
+            transition = conv_bn(block.out_channels, c_out, kernel_size=1, act=nn.ReLU6)  # 1x1
+            stages.append(nn.Sequential(block, transition))
             pools.append(nn.MaxPool2d(2) if pool else nn.Identity())
             c_in = c_out
         self.stages, self.pools = nn.ModuleList(stages), nn.ModuleList(pools)
