@@ -105,20 +105,23 @@ def amp_dtype(dev: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if major >= 8 else torch.float16
 
 
-def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
+def seed_everything(seed: int = 0, deterministic: bool = False, benchmark: bool = True) -> None:
     """Seed Python, NumPy and torch (all GPUs).
 
-    By default cuDNN benchmarks its convolution algorithms and keeps the fastest
-    (``cudnn.benchmark``): faster training, but some of those algorithms are not deterministic, so
-    two GPU runs with the same seed can differ slightly. ``deterministic=True`` asks for
-    reproducible kernels instead, at some cost in speed. CPU runs are reproducible either way."""
+    By default cuDNN benchmarks its convolution algorithms for each new input shape and keeps the
+    fastest (``cudnn.benchmark``): faster training when the shapes repeat, but some of those
+    algorithms are not deterministic, so two GPU runs with the same seed can differ slightly.
+    ``benchmark=False`` for models whose shapes change at every step, such as Mask R-CNN (the number
+    of regions per image varies): there the benchmarking never pays off, and on an H200 it made a
+    training step about ten times slower (``scripts/benchmark_gpu.py``). ``deterministic=True`` asks
+    for reproducible kernels instead, at some cost in speed. CPU runs are reproducible either way."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
     torch.backends.cudnn.deterministic = deterministic
-    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.benchmark = benchmark and not deterministic
 
 
 def _version(package: str) -> str:
