@@ -9,7 +9,8 @@ this module holds only the machinery: finding, downloading, extracting, twins.
 1. an explicit path (the ``path`` argument, or the ``COURSE_DATA_DIR`` folder);
 2. a Kaggle input mount (``/kaggle/input/<slug>`` or ``/kaggle/input/datasets/<owner>/<slug>``);
 3. the local cache ``data/<name>/``;
-4. a download: ``kagglehub`` for the Kaggle handle, else ``pooch`` for the official URL;
+4. a download: ``kagglehub`` for the Kaggle handle, else ``pooch`` for the official URL (or URLs: see
+   :func:`archives`);
 5. otherwise an error that lists the ways to get the data.
 
 Folders this module writes (an unpacked archive, a twin) appear whole or not at all: they are
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from course_utils import runtime
-from course_utils.datasets import DamagedFileError, DatasetInfo, brats, camvid, kvasir_seg, pennfudan
+from course_utils.datasets import DamagedFileError, DatasetInfo, brats, camvid, coco_panoptic, kvasir_seg, pennfudan
 
 try:
     import fcntl  # file locks; POSIX only
@@ -40,7 +41,12 @@ except ImportError:  # Windows
     fcntl = None
 
 # Every dataset declares its entry (``INFO``) in its own module, beside its loader and twin.
-REGISTRY: dict[str, DatasetInfo] = {module.INFO.name: module.INFO for module in (kvasir_seg, camvid, brats, pennfudan)}
+MODULES = (kvasir_seg, camvid, brats, pennfudan, coco_panoptic)
+REGISTRY: dict[str, DatasetInfo] = {module.INFO.name: module.INFO for module in MODULES}
+# A dataset that comes as several archives (COCO panoptic: the photos and the annotations) lists them there too,
+# as ``ARCHIVES = {folder: (url, sha256)}``: each is downloaded and unpacked into that folder of data/<name>/.
+ARCHIVES: dict[str, dict[str, tuple[str, str | None]]] = {
+    module.INFO.name: module.ARCHIVES for module in MODULES if hasattr(module, "ARCHIVES")}
 
 TWIN_STAMP = ".twin_version"  # in a twin's folder: the twin_version it was written with
 EXTRACTED_MARK = ".extracted"  # in an unpacked archive's folder: the archive's file name
@@ -58,6 +64,12 @@ def info(name: str) -> DatasetInfo:
     if name not in REGISTRY:
         raise KeyError(f"unknown dataset {name!r}; registered: {sorted(REGISTRY)}")
     return REGISTRY[name]
+
+
+def archives(ds: DatasetInfo) -> dict[str, tuple[str, str | None]]:
+    """``{folder: (url, sha256)}``: the archives of dataset ``ds`` in download order, each with the folder of
+    ``data/<name>/`` it is unpacked into; most datasets have one, ``ds.url``, unpacked into the folder itself."""
+    return ARCHIVES.get(ds.name) or {"": (ds.url, ds.sha256)}
 
 
 def cache_dir() -> Path:
@@ -189,14 +201,17 @@ def locate(name: str, path: str | Path | None = None, download: bool = True,
             except Exception as error:  # network, credentials, licence not accepted...
                 problems.append(f"kagglehub download of {ds.kaggle} failed: {error}")
         if ds.url:
+            urls = " and ".join(url for url, _ in archives(ds).values())
             try:
-                root = download_url(ds.url, cache_dir() / name, sha256=ds.sha256)
+                root = cache_dir() / name
+                for folder, (url, sha256) in archives(ds).items():
+                    download_url(url, root / folder, sha256=sha256)
                 if not has_marker(root, ds.marker):
                     raise DataNotFoundError(f"it was unpacked into {root}, but '{ds.marker}' is not in it")
-                print(f"{name}: downloaded from {ds.url}: {root}")
+                print(f"{name}: downloaded from {urls}: {root}")
                 return root
             except Exception as error:
-                problems.append(f"download of {ds.url} failed: {error}")
+                problems.append(f"download of {urls} failed: {error}")
     raise DataNotFoundError(_not_found_message(ds, problems, kaggle_input))
 
 
@@ -214,8 +229,9 @@ def _not_found_message(ds: DatasetInfo, problems: list[str], kaggle_input: Path 
         lines.append("  * elsewhere: Kaggle credentials (KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json) "
                      "let kagglehub download it;")
     if ds.url:
-        lines.append(f"  * download {ds.url}, unzip it and pass the folder: locate('{ds.name}', path=...) "
-                     f"or set COURSE_DATA_DIR;")
+        urls = [url for url, _ in archives(ds).values()]
+        lines.append(f"  * download {' and '.join(urls)}, unzip {'it' if len(urls) == 1 else 'them into one folder'} "
+                     f"and pass the folder: locate('{ds.name}', path=...) or set COURSE_DATA_DIR;")
     lines.append("  * or run with COURSE_SMOKE=1 to use the small synthetic twin (a quick check, not real results).")
     return "\n".join(lines)
 

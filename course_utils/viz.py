@@ -83,6 +83,28 @@ def draw_instances(ax: plt.Axes, image, masks, boxes=None, scores=None, alpha: f
     return ax
 
 
+def panoptic_rgb(id_map, segments_info: Sequence[dict], class_colours: dict[int, Sequence[int]]) -> np.ndarray:
+    """A panoptic map ``(H, W)`` of segment ids (0 = void, black) drawn with one colour per segment:
+    a stuff segment in its class colour, the instances of a thing class in shades of that colour
+    (lighter and darker in turn), so that both the class and the separate objects show.
+    ``segments_info``: dicts with ``id`` and ``category_id``; ``class_colours``: category -> RGB."""
+    id_map = np.asarray(id_map)
+    out = np.zeros((*id_map.shape, 3), np.uint8)
+    shade_of: dict[int, int] = {}
+    for segment in sorted(segments_info, key=lambda s: s["id"]):
+        category = segment["category_id"]
+        if category not in class_colours:
+            raise KeyError(f"segment {segment['id']} has category {category}, which class_colours lacks")
+        colour = np.asarray(class_colours[category], dtype=np.float32)
+        k = shade_of.get(category, 0)
+        shade_of[category] = k + 1
+        if segment.get("isthing", True) and k:  # 2nd, 3rd... instance: alternately lighter and darker
+            step = 0.18 * ((k + 1) // 2)
+            colour = colour + (255 - colour) * step if k % 2 else colour * (1 - step)
+        out[id_map == segment["id"]] = colour.clip(0, 255).round().astype(np.uint8)
+    return out
+
+
 def error_map(pred, truth) -> np.ndarray:
     """RGB picture of a binary prediction against the truth: hits grey, false positives orange,
     false negatives blue, correct background black."""

@@ -72,11 +72,26 @@ def pennfudan(root: Path) -> tuple[Dataset, int, Callable]:
     return PennFudan(root, "train", transform=train_transform()), 2, collate
 
 
+def coco_panoptic(root: Path) -> tuple[Dataset, int]:
+    """512x512 crops of photos whose shorter side is scaled to 512-768 (COCO photos are about 640x480); the
+    id map moves with the photo, and the semantic and instance targets are computed from it after the crop."""
+    import albumentations as A
+    from albumentations.pytorch import ToTensorV2
+
+    from course_utils.datasets.coco_panoptic import CocoPanoptic
+
+    tf = A.Compose([A.SmallestMaxSize(max_size=(512, 576, 640, 704, 768)), A.RandomCrop(512, 512), A.HorizontalFlip(),
+                    A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+                    A.Normalize(), ToTensorV2()], seed=0)
+    return CocoPanoptic(root, "train", transform=tf), 8
+
+
 PIPELINES: dict[str, Callable[[Path], tuple]] = {
-    "kvasir_seg": kvasir_seg, "camvid": camvid, "brats2020": brats2020, "pennfudan": pennfudan}
+    "kvasir_seg": kvasir_seg, "camvid": camvid, "brats2020": brats2020, "pennfudan": pennfudan,
+    "coco_panoptic": coco_panoptic}
 REAL_SIZE_TWINS = {"kvasir_seg": {}, "camvid": {"size": (960, 720), "counts": {"train": 24}},
                    "brats2020": {"case_numbers": (1, 2, 3, 4), "shape": (240, 240, 155), "compressed": True},
-                   "pennfudan": {"scale": 3.0}}
+                   "pennfudan": {"scale": 3.0}, "coco_panoptic": {"n_images": 24, "size": (480, 640)}}
 
 
 def samples_per_second(dataset: Dataset, batch_size: int, workers: int, batches: int,

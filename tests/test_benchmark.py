@@ -20,7 +20,8 @@ def test_every_registered_dataset_has_a_benchmark_pipeline():
 def test_benchmark_reports_samples_per_second_on_a_small_twin(name, tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_DERIVED_DIR", str(tmp_path / "derived"))
     small = {"kvasir_seg": {"n_images": 20, "n_val": 2}, "camvid": {"size": (240, 180), "counts": {"train": 10}},
-             "brats2020": {"case_numbers": (1, 2), "shape": (48, 48, 40)}, "pennfudan": {"n_images": 8}}[name]
+             "brats2020": {"case_numbers": (1, 2), "shape": (48, 48, 40)}, "pennfudan": {"n_images": 8},
+             "coco_panoptic": {"n_images": 12}}[name]  # 12: a training split of at least one batch
     data.info(name).write_twin(tmp_path / name, **small)
     rate = benchmark_loaders.benchmark(name, workers=0, batches=1, root=tmp_path / name)
     assert rate > 0

@@ -141,3 +141,17 @@ def test_instances_are_drawn_each_in_its_own_colour_with_box_and_score():
     assert len(ax.patches) == 2 and [t.get_text() for t in ax.texts] == ["0.95", "0.61"]
     assert np.allclose(ax.patches[1].get_edgecolor()[:3], viz.PALETTE[2] / 255)
     plt.close(fig)
+
+
+def test_panoptic_map_has_one_colour_per_segment_in_shades_of_its_class():
+    ids = np.array([[0, 5, 5, 7], [9, 9, 11, 11]])
+    segments = [{"id": 5, "category_id": 1, "isthing": 1}, {"id": 7, "category_id": 1, "isthing": 1},
+                {"id": 9, "category_id": 1, "isthing": 1}, {"id": 11, "category_id": 2, "isthing": 0}]
+    rgb = viz.panoptic_rgb(ids, segments, {1: (200, 40, 40), 2: (40, 40, 200)})
+    assert rgb[0, 0].tolist() == [0, 0, 0]  # void
+    assert rgb[0, 1].tolist() == [200, 40, 40] and rgb[1, 2].tolist() == [40, 40, 200]  # first instance, stuff
+    colours = {tuple(rgb[0, 1]), tuple(rgb[0, 3]), tuple(rgb[1, 0])}
+    assert len(colours) == 3  # three people, three shades
+    assert all(c[0] > c[1] for c in colours)  # all still red-ish
+    with pytest.raises(KeyError, match="category 3"):
+        viz.panoptic_rgb(ids, [{"id": 5, "category_id": 3}], {1: (1, 2, 3)})

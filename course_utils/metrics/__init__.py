@@ -11,9 +11,10 @@ from course_utils.metrics.boundary import boundary_band
 from course_utils.metrics.brats import brats_dice, brats_regions, hd95, label_from_regions
 from course_utils.metrics.confusion import MeanIoU, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from course_utils.metrics.instance import MaskAP, mask_ap
+from course_utils.metrics.panoptic import PanopticQuality, panoptic_quality
 
 __all__ = [
     "MaskAP", "MeanIoU", "boundary_band", "brats_dice", "brats_regions", "confusion_matrix", "dice_score", "hd95",
     "iou_per_class", "iou_score", "label_from_regions", "mask_ap", "mean_iou",
-    "pixel_accuracy",
+    "panoptic_quality", "PanopticQuality", "pixel_accuracy",
 ]

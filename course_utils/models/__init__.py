@@ -3,11 +3,23 @@
 ``classic``: FCN-32s/16s/8s and SegNet, the encoder-decoders of the semantic-segmentation lecture.
 ``bisenetv2``: BiSeNet V2, the real-time two-branch network of the same lecture.
 ``hardnet``: HarDNet68, the low-memory-traffic encoder of HarDNet-MSEG (polyp segmentation).
+``panoptic_deeplab``: Panoptic-DeepLab, bottom-up panoptic segmentation: targets, loss and post-processing.
 ``layers``: ``conv_bn``, the convolution-BatchNorm-activation block they all use.
 """
 
 from course_utils.models.bisenetv2 import BiSeNetV2, booster_loss
 from course_utils.models.classic import FCN, SegNet, VGGEncoder
 from course_utils.models.hardnet import HarDNet
+from course_utils.models.panoptic_deeplab import (
+    PanopticDeepLab,
+    panoptic_loss,
+    panoptic_losses,
+    panoptic_postprocess,
+    panoptic_postprocess_batch,
+    panoptic_targets,
+    semantic_to_panoptic_by_components,
+)
 
-__all__ = ["FCN", "BiSeNetV2", "HarDNet", "SegNet", "VGGEncoder", "booster_loss"]
+__all__ = ["FCN", "BiSeNetV2", "HarDNet", "PanopticDeepLab", "SegNet", "VGGEncoder", "booster_loss", "panoptic_loss",
+           "panoptic_losses", "panoptic_postprocess", "panoptic_postprocess_batch", "panoptic_targets",
+           "semantic_to_panoptic_by_components"]
