@@ -39,6 +39,7 @@ CAMVID = (367 // 8, 40)  # CamVid's 367 training images (SegNet split), batch 8
 KVASIR = (792 // 16 + 1, 40)  # 880 training images less 10 % for monitoring, batch 16
 BRATS = (277, 30)  # 369 labelled cases less 74 test and 18 monitor, one 128^3 crop each, batch 1
 PENNFUDAN = (102 // 2, 12)  # 120 training images less 15 % for monitoring, batch 2
+COCO_PANOPTIC = (3750 // 8, 20)  # the 3750 training images of notebook 09's val2017 split, batch 8
 
 
 @dataclass
@@ -163,7 +164,19 @@ def cases_06():
             "Mask R-CNN, cudnn.benchmark on": Case(**case)}
 
 
-CASES = {"02": cases_02, "03": cases_03, "04": cases_04, "06": cases_06}
+def cases_09():
+    from course_utils.models.panoptic_deeplab import PanopticDeepLab, panoptic_loss
+
+    x = torch.randn(8, 3, 512, 512)
+    instance = torch.zeros(8, 512, 512, dtype=torch.long)  # a few instances: the targets are built from them
+    for k, (y, x0) in enumerate([(100, 80), (150, 200), (260, 320), (300, 40)], start=1):
+        instance[:, y:y + 160, x0:x0 + 90] = k
+    target = {"semantic": torch.randint(0, 133, (8, 512, 512)), "instance": instance}
+    build = lambda: PanopticDeepLab(133, encoder="resnet34")  # noqa: E731 (the paper's widths, COCO's 133 classes)
+    return {"Panoptic-DeepLab R34": Case(build, (x, target), panoptic_loss, (8, 3, 512, 512), COCO_PANOPTIC)}
+
+
+CASES = {"02": cases_02, "03": cases_03, "04": cases_04, "06": cases_06, "09": cases_09}
 
 
 def measure(name: str, case: Case, steps: int, dev: torch.device) -> dict:
