@@ -9,14 +9,7 @@ from course_utils.models.bisenetv2 import BiSeNetV2, GatherExpansion, booster_lo
 SIZES = [(64, 96), (75, 101)]  # the second is not a multiple of 32 (nor of 8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These inputs are tiny: one thread is as fast as two, and it does not stall when another process is busy
-    on the same two cores (two threads then wait for each other at every layer, 50x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny inputs run faster on one thread
 
 
 @pytest.fixture(scope="module")

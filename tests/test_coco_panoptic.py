@@ -41,14 +41,7 @@ from course_utils.datasets.coco_panoptic import (
     write_id_map,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny images: one thread is as fast as two, and does not stall when another process is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny inputs run faster on one thread
 
 
 @pytest.fixture(autouse=True)

@@ -25,13 +25,7 @@ GROUND, SKY, CAR, PERSON = 0, 1, 2, 3  # two stuff classes, two thing classes
 THINGS = (CAR, PERSON)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small inputs: one thread is as fast as two, and does not stall when other processes share the two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny inputs run faster on one thread
 
 
 def count(module: nn.Module) -> int:

@@ -17,15 +17,7 @@ from course_utils.data import has_marker
 from course_utils.datasets import DamagedFileError, pennfudan
 from course_utils.datasets.pennfudan import PennFudan, collate, read_annotation, read_instance_mask
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The images are tiny: one thread is as fast as two, and does not stall when another process is busy on
-    the same cores (two threads then wait for each other at every tensor operation)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny inputs run faster on one thread
 
 
 @pytest.fixture(scope="module")
