@@ -98,8 +98,8 @@ def panoptic_rgb(id_map, segments_info: Sequence[dict], class_colours: dict[int,
         colour = np.asarray(class_colours[category], dtype=np.float32)
         k = shade_of.get(category, 0)
         shade_of[category] = k + 1
-        if segment.get("isthing", True) and k:  # 2nd, 3rd... instance: alternately lighter and darker
-            step = 0.18 * ((k + 1) // 2)
+        if segment.get("isthing", True) and k:  # 2nd, 3rd... instance: alternately lighter and darker, 4 steps
+            step = 0.15 * (1 + (k - 1) // 2 % 4)  # at most 60 % of the way: never white, never void's black
             colour = colour + (255 - colour) * step if k % 2 else colour * (1 - step)
         out[id_map == segment["id"]] = colour.clip(0, 255).round().astype(np.uint8)
     return out
