@@ -34,8 +34,8 @@ Format pitfalls:
   ``INPUT.IGNORE_CROWD_IN_SEMANTIC`` is False by default; the original TensorFlow code ignored them:
   ``ignore_crowd=True``), and the instance target leaves it at 0, as it does stuff and void.
 
-Protocol of this course (a teaching choice): full mode uses **val2017 only** (5000 images: the 1 GB of
-photos and the 0.8 GB annotation archive, not the 18 GB train2017), split by a seeded shuffle into 3750
+Protocol of this course (a teaching choice): full mode uses **val2017 only** (5000 images: the 0.8 GB of
+photos and the 0.9 GB annotation archive, not the 18 GB train2017), split by a seeded shuffle into 3750
 train, 250 monitor (chooses the best epoch) and 1000 test (reported once). Published PQ numbers train on
 train2017 (118k images) and report val2017: ours are not comparable with them.
 """
