@@ -210,6 +210,7 @@ def test_twin_pngs_agree_with_the_json_and_read_through_the_loader(twin):
     for i in range(len(ds)):
         image, target = ds[i]
         assert image.dtype == torch.float32 and image.shape == (3, 96, 128) and 0 <= image.min() <= image.max() <= 1
+        assert int(target.pop("index")) == i  # the item's index, to find its segments_info from a batch
         assert all(t.dtype == torch.int64 and t.shape == (96, 128) for t in target.values())
         ids, segments = target["id_map"].numpy(), ds.segments_info(i)
         assert np.array_equal(ids, read_id_map(ds.png_folder / ds.annotations[i]["file_name"]))

@@ -379,7 +379,8 @@ class CocoPanoptic(Dataset):
     """COCO panoptic val2017 images with their panoptic, semantic and instance targets.
 
     An item is ``(image, target)``: the image a float tensor (3, H, W) (in [0, 1] without a transform), the
-    target a dict of int64 tensors (H, W): ``id_map`` (the PNG's segment ids), ``semantic`` (train ids,
+    target a dict of int64 tensors: ``index`` (the item's index, so that a batch can be matched with
+    ``segments_info``), and (H, W) maps ``id_map`` (the PNG's segment ids), ``semantic`` (train ids,
     ``IGNORE`` = 255 on void) and ``instance`` (1..N for the thing segments that are not crowds, 0
     elsewhere), both derived from the id map after the transform. Images of equal size (after a crop or
     resize) batch with the default collate. ``segments_info(i)`` gives image i's segments as the JSON lists
@@ -490,7 +491,8 @@ class CocoPanoptic(Dataset):
         if image.dtype == torch.uint8:
             image = image.float() / 255
         ids = ids.numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
-        target = {"id_map": torch.from_numpy(ids.astype(np.int64)),
+        target = {"index": torch.tensor(index),  # which item: segments_info(index) describes id_map's segments
+                  "id_map": torch.from_numpy(ids.astype(np.int64)),
                   "semantic": torch.from_numpy(semantic_map(ids, segments, self.train_id_of,
                                                             self.ignore_crowd).astype(np.int64)),
                   "instance": torch.from_numpy(instance_map(ids, segments, self.thing_ids).astype(np.int64))}
