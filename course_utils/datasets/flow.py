@@ -1,0 +1,97 @@
+"""Optical-flow files as the benchmarks store them: Middlebury/Sintel ``.flo`` and KITTI's 16-bit PNGs.
+
+A flow is an (H, W, 2) float32 array of (u, v): the horizontal and vertical displacement, in pixels, of
+each pixel of the first frame (as the files store it; RAFT and the metrics take (2, H, W) tensors).
+
+``.flo`` (Middlebury, MPI-Sintel): little-endian, the float32 magic number 202021.25 (the bytes "PIEH"),
+int32 **width then height**, then H·W·2 float32 values, u and v interleaved row by row. Pixels whose flow
+is unknown hold values above 1e9 (``UNKNOWN_FLOW``); ``flo_valid`` finds the others.
+
+KITTI 2012/2015 (``flow_occ/*_10.png``, ``flow_noc/*_10.png``): a 16-bit RGB PNG, R = u·64 + 2¹⁵,
+G = v·64 + 2¹⁵, B = 1 where the flow is known (0 elsewhere, about 80 % of a frame has no lidar truth).
+OpenCV reads it with ``IMREAD_UNCHANGED`` as uint16 channels in **BGR** order; PIL's ``convert``
+and many image readers silently reduce it to 8 bits, which destroys the values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from course_utils.datasets import DamagedFileError, write_atomic
+
+FLO_MAGIC = 202021.25  # the float32 whose little-endian bytes spell "PIEH"
+UNKNOWN_FLOW = 1e9  # .flo values above this mean "no flow known here"
+KITTI_OFFSET, KITTI_SCALE = 2**15, 64.0
+
+
+def read_flo(path: str | Path) -> np.ndarray:
+    """The (H, W, 2) float32 flow of a ``.flo`` file, unknown pixels included as stored (> 1e9)."""
+    path = Path(path)
+    data = path.read_bytes()
+    if len(data) < 12:
+        raise DamagedFileError(f"{path}: {len(data)} bytes, too short for a .flo header (12 bytes)")
+    magic = float(np.frombuffer(data, "<f4", 1, 0)[0])
+    if magic != FLO_MAGIC:
+        raise ValueError(f"{path}: not a .flo file: its first 4 bytes are {data[:4]!r} (magic {magic}), not b'PIEH' "
+                         f"(202021.25). Is it a KITTI PNG (read_kitti_flow) or another format?")
+    width, height = (int(x) for x in np.frombuffer(data, "<i4", 2, 4))
+    expected = 12 + width * height * 2 * 4
+    if width <= 0 or height <= 0 or len(data) != expected:
+        raise DamagedFileError(f"{path}: the header says {width}x{height} (width x height), which needs {expected} "
+                               f"bytes, but the file has {len(data)}: it is truncated or damaged; copy it again")
+    return np.frombuffer(data, "<f4", width * height * 2, 12).reshape(height, width, 2).copy()
+
+
+def write_flo(path: str | Path, flow: np.ndarray) -> None:
+    """Write an (H, W, 2) flow as a ``.flo`` file (atomically: a killed run leaves no half file)."""
+    flow = np.asarray(flow)
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flow must be (H, W, 2), got shape {flow.shape}")
+    height, width = flow.shape[:2]
+    header = np.array([FLO_MAGIC], "<f4").tobytes() + np.array([width, height], "<i4").tobytes()
+    write_atomic(Path(path), lambda f: f.write(header + flow.astype("<f4").tobytes()))
+
+
+def flo_valid(flow: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels of a ``.flo`` flow whose value is known (both components finite, |.| < 1e9)."""
+    return (np.isfinite(flow) & (np.abs(flow) < UNKNOWN_FLOW)).all(axis=-1)
+
+
+def read_kitti_flow(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(flow (H, W, 2) float32, valid (H, W) bool)`` of a KITTI flow PNG; flow is 0 where not valid."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise DamagedFileError(f"{path}: OpenCV cannot decode it; a KITTI flow file is a 16-bit RGB PNG")
+    if raw.dtype != np.uint16 or raw.ndim != 3 or raw.shape[2] != 3:
+        raise ValueError(f"{path}: a KITTI flow file is a 16-bit RGB PNG, this one is {raw.dtype} with shape "
+                         f"{raw.shape}. Was it converted or saved by a tool that keeps 8 bits per channel? Use the "
+                         f"original file from the KITTI archive.")
+    rgb = raw[..., ::-1].astype(np.float32)  # OpenCV's BGR to R, G, B
+    valid = rgb[..., 2] > 0
+    flow = (rgb[..., :2] - KITTI_OFFSET) / KITTI_SCALE
+    flow[~valid] = 0
+    return flow, valid
+
+
+def write_kitti_flow(path: str | Path, flow: np.ndarray, valid: np.ndarray | None = None) -> None:
+    """Write a flow (and its valid mask; default: all valid) as a KITTI 16-bit PNG. Values are rounded to
+    1/64 pixel and must lie within ±512 pixels, the range of the format."""
+    flow = np.asarray(flow, np.float64)
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"flow must be (H, W, 2), got shape {flow.shape}")
+    valid = np.ones(flow.shape[:2], bool) if valid is None else np.asarray(valid, bool)
+    encoded = np.round(flow * KITTI_SCALE + KITTI_OFFSET)
+    if encoded[valid].size and (encoded[valid].min() < 0 or encoded[valid].max() > 65535):
+        raise ValueError(f"flow values must lie within ±{KITTI_OFFSET / KITTI_SCALE:.0f} pixels to fit a KITTI PNG")
+    encoded = np.where(valid[..., None], encoded, KITTI_OFFSET).clip(0, 65535).astype(np.uint16)
+    bgr = np.dstack([valid.astype(np.uint16), encoded[..., 1], encoded[..., 0]])
+    ok, png = cv2.imencode(".png", bgr)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode the flow for {path}")
+    write_atomic(Path(path), lambda f: f.write(png.tobytes()))

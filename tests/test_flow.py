@@ -1,0 +1,110 @@
+"""Optical-flow files (course_utils/datasets/flow.py) and the end-point error (course_utils/metrics/flow.py):
+the real Middlebury sample, round trips, the width/height and 8-bit pitfalls, bad files, hand-derived errors."""
+
+import struct
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import real_sample
+
+from course_utils.datasets import DamagedFileError
+from course_utils.datasets.flow import (
+    flo_valid,
+    read_flo,
+    read_kitti_flow,
+    write_flo,
+    write_kitti_flow,
+)
+from course_utils.metrics import epe
+
+
+def test_the_real_middlebury_file_is_width_then_height_with_unknown_pixels():
+    path = real_sample("flow", "middlebury_flow_gt.flo")
+    flow = read_flo(path)
+    width, height = struct.unpack("<ii", path.read_bytes()[4:12])
+    assert (width, height) == (584, 388) and flow.shape == (388, 584, 2) and flow.dtype == np.float32
+    valid = flo_valid(flow)
+    assert 0 < (~valid).sum() < valid.size  # some pixels are marked unknown (> 1e9), most are not
+    assert np.abs(flow[valid]).max() < 100  # a few pixels of motion, not garbage
+    # the pitfall: height and width swapped reshapes the same numbers into a scrambled field
+    swapped = np.frombuffer(path.read_bytes(), "<f4", width * height * 2, 12).reshape(width, height, 2)
+    assert swapped.shape != flow.shape
+
+
+def test_flo_round_trip(tmp_path):
+    flow = np.random.default_rng(0).normal(0, 5, (7, 11, 2)).astype(np.float32)
+    flow[2, 3] = 1e10  # unknown
+    write_flo(tmp_path / "f.flo", flow)
+    back = read_flo(tmp_path / "f.flo")
+    assert np.array_equal(back, flow) and not flo_valid(back)[2, 3] and flo_valid(back).sum() == 7 * 11 - 1
+    assert (tmp_path / "f.flo").stat().st_size == 12 + 7 * 11 * 2 * 4
+
+
+def test_bad_flo_files_are_named(tmp_path):
+    write_flo(tmp_path / "f.flo", np.zeros((4, 5, 2), np.float32))
+    data = (tmp_path / "f.flo").read_bytes()
+    (tmp_path / "cut.flo").write_bytes(data[:-8])
+    with pytest.raises(DamagedFileError, match="cut.flo.*5x4.*truncated"):
+        read_flo(tmp_path / "cut.flo")
+    (tmp_path / "png.flo").write_bytes(b"\x89PNG\r\n\x1a\n" + data[8:])
+    with pytest.raises(ValueError, match="png.flo: not a .flo file"):
+        read_flo(tmp_path / "png.flo")
+    with pytest.raises(ValueError, match=r"\(H, W, 2\)"):
+        write_flo(tmp_path / "x.flo", np.zeros((4, 5)))
+
+
+def test_kitti_round_trip_and_its_encoding(tmp_path):
+    rng = np.random.default_rng(1)
+    flow = np.round(rng.normal(0, 20, (6, 9, 2)) * 64) / 64  # KITTI stores 1/64 pixel
+    valid = rng.random((6, 9)) > 0.3
+    write_kitti_flow(tmp_path / "000000_10.png", flow, valid)
+    back, back_valid = read_kitti_flow(tmp_path / "000000_10.png")
+    assert np.array_equal(back_valid, valid)
+    assert np.allclose(back[valid], flow[valid]) and (back[~valid] == 0).all()
+    raw = cv2.imread(str(tmp_path / "000000_10.png"), cv2.IMREAD_UNCHANGED)  # uint16, channels B, G, R
+    assert raw.dtype == np.uint16
+    y, x = np.argwhere(valid)[0]
+    assert raw[y, x, 2] == flow[y, x, 0] * 64 + 2**15 and raw[y, x, 1] == flow[y, x, 1] * 64 + 2**15
+    assert raw[y, x, 0] == 1
+
+
+def test_an_8_bit_copy_of_a_kitti_file_is_refused(tmp_path):
+    write_kitti_flow(tmp_path / "flow.png", np.ones((4, 4, 2)))
+    eight_bit = (cv2.imread(str(tmp_path / "flow.png"), cv2.IMREAD_UNCHANGED) >> 8).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "8bit.png"), eight_bit)  # what a converting tool leaves
+    with pytest.raises(ValueError, match="8bit.png: a KITTI flow file is a 16-bit RGB PNG, this one is uint8"):
+        read_kitti_flow(tmp_path / "8bit.png")
+    with pytest.raises(ValueError, match="512 pixels"):
+        write_kitti_flow(tmp_path / "far.png", np.full((2, 2, 2), 600.0))
+
+
+def test_epe_on_hand_cases():
+    gt = torch.zeros(2, 2, 3)
+    pred = torch.zeros(2, 2, 3)
+    pred[0] = 3.0
+    pred[1] = 4.0  # every pixel 5 px off: EPE 5, no pixel under 1, 3 or 5 px (strictly), every one an outlier
+    assert epe(pred, gt) == {"EPE": 5.0, "1px": 0.0, "3px": 0.0, "5px": 0.0, "Fl-all": 1.0}
+    # true flow of length 100 at every pixel: an error of 4 px is under 5 % of it, so no outlier (KITTI's
+    # second condition), while an error of 6 px is 6 %: outlier
+    gt = torch.zeros(2, 1, 2)
+    gt[0] = 100.0
+    pred = gt.clone()
+    pred[1, 0, 0], pred[1, 0, 1] = 4.0, 6.0
+    r = epe(pred, gt)
+    assert r["EPE"] == 5.0 and r["Fl-all"] == 0.5 and r["3px"] == 0.0 and r["5px"] == 0.5
+
+
+def test_epe_counts_valid_pixels_only_and_takes_batches():
+    gt = torch.zeros(2, 2, 2, 2)
+    pred = gt.clone()
+    pred[0, 0, 0, 0] = 10.0  # one wrong pixel in image 0...
+    valid = torch.ones(2, 2, 2, dtype=torch.bool)
+    assert epe(pred, gt, valid)["EPE"] == pytest.approx(10 / 8)  # pooled over the 8 pixels of both images
+    valid[0, 0, 0] = False  # ...which the truth does not know
+    assert epe(pred, gt, valid)["EPE"] == 0.0 and epe(pred.numpy(), gt.numpy(), valid.numpy())["1px"] == 1.0
+    with pytest.raises(ValueError, match="no valid pixel"):
+        epe(pred, gt, torch.zeros_like(valid))
+    with pytest.raises(ValueError, match=r"\(2, H, W\)"):
+        epe(torch.zeros(3, 4, 4), torch.zeros(3, 4, 4))
