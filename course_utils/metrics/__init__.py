@@ -5,18 +5,21 @@ matrix and the per-class IoU / mIoU built from it. ``boundary``: the band of pix
 boundaries, for boundary-quality (trimap) scores. ``brats``: the BraTS tumour regions, their Dice and
 HD95. ``instance``: COCO mask (and box) AP through pycocotools, for instance segmentation. ``panoptic``:
 panoptic quality with panopticapi's rules. ``flow``: optical-flow end-point error and KITTI's Fl-all.
+``davis``: the DAVIS 2017 region (J) and contour (F) scores of video object segmentation.
 """
 
 from course_utils.metrics.binary import dice_score, iou_score
 from course_utils.metrics.boundary import boundary_band
 from course_utils.metrics.brats import brats_dice, brats_regions, hd95, label_from_regions
 from course_utils.metrics.confusion import MeanIoU, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from course_utils.metrics.davis import davis_f, davis_j, davis_sequence, davis_statistics
 from course_utils.metrics.flow import epe
 from course_utils.metrics.instance import MaskAP, mask_ap
 from course_utils.metrics.panoptic import PanopticQuality, panoptic_quality
 
 __all__ = [
-    "MaskAP", "MeanIoU", "boundary_band", "brats_dice", "brats_regions", "confusion_matrix", "dice_score", "epe",
+    "MaskAP", "MeanIoU", "boundary_band", "brats_dice", "brats_regions", "confusion_matrix", "davis_f", "davis_j",
+    "davis_sequence", "davis_statistics", "dice_score", "epe",
     "hd95", "iou_per_class", "iou_score", "label_from_regions", "mask_ap", "mean_iou",
     "panoptic_quality", "PanopticQuality", "pixel_accuracy",
 ]
