@@ -11,13 +11,16 @@ from conftest import real_sample
 
 from course_utils.datasets import DamagedFileError
 from course_utils.datasets.flow import (
+    flip_flow,
     flo_valid,
     read_flo,
     read_kitti_flow,
+    resize_flow,
     write_flo,
     write_kitti_flow,
 )
 from course_utils.metrics import epe
+from course_utils.models.warp import backward_warp
 
 
 def test_the_real_middlebury_file_is_width_then_height_with_unknown_pixels():
@@ -108,3 +111,35 @@ def test_epe_counts_valid_pixels_only_and_takes_batches():
         epe(pred, gt, torch.zeros_like(valid))
     with pytest.raises(ValueError, match=r"\(2, H, W\)"):
         epe(torch.zeros(3, 4, 4), torch.zeros(3, 4, 4))
+
+
+def test_flipping_mirrors_the_field_and_negates_its_component():
+    flow = np.zeros((2, 3, 2), np.float32)
+    flow[0, 0] = (2.0, 1.0)  # top-left pixel moves 2 right, 1 down
+    flipped = flip_flow(flow)
+    assert flipped[0, 2].tolist() == [-2.0, 1.0] and np.abs(flipped).sum() == 3  # top-right, moving left
+    assert flip_flow(flow, horizontal=False)[1, 0].tolist() == [2.0, -1.0]
+
+
+def test_resizing_scales_the_vectors():
+    flow = np.zeros((4, 6, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 10.0, 4.0  # a uniform motion
+    half = resize_flow(flow, (2, 3))
+    assert half.shape == (2, 3, 2) and np.allclose(half[..., 0], 5.0) and np.allclose(half[..., 1], 2.0)
+    assert np.allclose(resize_flow(flow, (8, 6))[..., 1], 8.0)  # twice as high: v doubles, u stays
+    assert np.allclose(resize_flow(flow, (8, 6))[..., 0], 10.0)
+
+
+def test_backward_warp_undoes_a_known_motion():
+    frame1 = torch.rand(1, 3, 8, 10, generator=torch.Generator().manual_seed(0))
+    frame2 = torch.zeros_like(frame1)
+    frame2[..., 1:, 2:] = frame1[..., :-1, :-2]  # everything moved 2 px right and 1 px down
+    flow = torch.zeros(1, 2, 8, 10)
+    flow[:, 0], flow[:, 1] = 2.0, 1.0
+    warped, inside = backward_warp(frame2, flow)
+    assert inside[0, 0, :-1, :-2].all() and not inside[0, 0, -1].any() and not inside[0, 0, :, -2:].any()
+    assert torch.allclose(warped * inside, frame1 * inside, atol=1e-6)  # brightness constancy holds: residual 0
+    half, _ = backward_warp(frame2, flow / 2)  # half the motion: bilinear mixes of neighbours, not frame 1
+    assert (half - frame1)[..., 2:-2, 2:-2].abs().mean() > 0.05
+    with pytest.raises(ValueError, match="flows"):
+        backward_warp(frame2, flow[:, :1])

@@ -11,6 +11,9 @@ KITTI 2012/2015 (``flow_occ/*_10.png``, ``flow_noc/*_10.png``): a 16-bit RGB PNG
 G = v·64 + 2¹⁵, B = 1 where the flow is known (0 elsewhere, about 80 % of a frame has no lidar truth).
 OpenCV reads it with ``IMREAD_UNCHANGED`` as uint16 channels in **BGR** order; PIL's ``convert``
 and many image readers silently reduce it to 8 bits, which destroys the values.
+
+Augmenting a frame pair must change its flow too: ``flip_flow`` (a mirror negates one component) and
+``resize_flow`` (resizing scales the vectors).
 """
 
 from __future__ import annotations
@@ -95,3 +98,29 @@ def write_kitti_flow(path: str | Path, flow: np.ndarray, valid: np.ndarray | Non
     if not ok:
         raise ValueError(f"OpenCV could not encode the flow for {path}")
     write_atomic(Path(path), lambda f: f.write(png.tobytes()))
+
+
+def flip_flow(flow: np.ndarray, horizontal: bool = True) -> np.ndarray:
+    """The flow of the mirrored frame pair: the field is mirrored *and* the mirrored component changes sign
+    (a pixel moving right moves left in the mirror image). Flipping the images without this breaks the truth."""
+    flow = np.asarray(flow)
+    if horizontal:
+        out = flow[:, ::-1].copy()
+        out[..., 0] *= -1
+    else:
+        out = flow[::-1].copy()
+        out[..., 1] *= -1
+    return out
+
+
+def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A dense (H, W, 2) flow resampled to ``size`` = (height, width) for frames resized to that size: the field
+    is interpolated bilinearly *and* each vector is scaled, u by the width ratio and v by the height ratio
+    (a 10-pixel motion is 5 pixels in a half-size image). Sparse KITTI truth needs nearest-neighbour
+    resampling of the valid pixels instead, as RAFT's ``resize_sparse_flow_map`` does."""
+    flow = np.asarray(flow, np.float32)
+    height, width = size
+    out = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
+    out[..., 0] *= width / flow.shape[1]
+    out[..., 1] *= height / flow.shape[0]
+    return out

@@ -4,6 +4,7 @@
 ``bisenetv2``: BiSeNet V2, the real-time two-branch network of the same lecture.
 ``hardnet``: HarDNet68, the low-memory-traffic encoder of HarDNet-MSEG (polyp segmentation).
 ``panoptic_deeplab``: Panoptic-DeepLab, bottom-up panoptic segmentation: targets, loss and post-processing.
+``warp``: backward warping of a frame by a flow field (FlowNet 2.0's stacking, flow propagation of masks).
 ``layers``: ``conv_bn``, the convolution-BatchNorm-activation block they all use.
 """
 
