@@ -113,7 +113,7 @@ def seed_everything(seed: int = 0, deterministic: bool = False, benchmark: bool 
     algorithms are not deterministic, so two GPU runs with the same seed can differ slightly.
     ``benchmark=False`` for models whose shapes change at every step, such as Mask R-CNN (the number
     of regions per image varies): there the benchmarking never pays off, and on an H200 it made a
-    training step about ten times slower (``scripts/benchmark_gpu.py``). ``deterministic=True`` asks
+    training step 5 times slower (``docs/gpu_measurements.md``). ``deterministic=True`` asks
     for reproducible kernels instead, at some cost in speed. CPU runs are reproducible either way."""
     random.seed(seed)
     np.random.seed(seed)
