@@ -33,7 +33,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from course_utils import runtime
-from course_utils.datasets import DamagedFileError, DatasetInfo, brats, camvid, coco_panoptic, kvasir_seg, pennfudan
+from course_utils.datasets import (
+    DamagedFileError,
+    DatasetInfo,
+    brats,
+    camvid,
+    coco_panoptic,
+    davis,
+    kitti_flow,
+    kvasir_seg,
+    pennfudan,
+    sintel,
+)
 
 try:
     import fcntl  # file locks; POSIX only
@@ -41,7 +52,7 @@ except ImportError:  # Windows
     fcntl = None
 
 # Every dataset declares its entry (``INFO``) in its own module, beside its loader and twin.
-MODULES = (kvasir_seg, camvid, brats, pennfudan, coco_panoptic)
+MODULES = (kvasir_seg, camvid, brats, pennfudan, coco_panoptic, sintel, kitti_flow, davis)
 REGISTRY: dict[str, DatasetInfo] = {module.INFO.name: module.INFO for module in MODULES}
 # A dataset that comes as several archives (COCO panoptic: the photos and the annotations) lists them there too,
 # as ``ARCHIVES = {folder: (url, sha256)}``: each is downloaded and unpacked into that folder of data/<name>/.

@@ -11,11 +11,13 @@ from conftest import real_sample
 
 from course_utils.datasets import DamagedFileError
 from course_utils.datasets.flow import (
+    FlowAugment,
     flip_flow,
     flo_valid,
     read_flo,
     read_kitti_flow,
     resize_flow,
+    resize_sparse_flow,
     write_flo,
     write_kitti_flow,
 )
@@ -143,3 +145,53 @@ def test_backward_warp_undoes_a_known_motion():
     assert (half - frame1)[..., 2:-2, 2:-2].abs().mean() > 0.05
     with pytest.raises(ValueError, match="flows"):
         backward_warp(frame2, flow[:, :1])
+
+
+def test_resizing_sparse_truth_moves_points_and_scales_them():
+    flow = np.zeros((4, 6, 2), np.float32)
+    valid = np.zeros((4, 6), bool)
+    flow[1, 2], valid[1, 2] = (3.0, -1.0), True  # one lidar point
+    big, big_valid = resize_sparse_flow(flow, valid, (8, 12))  # twice the size
+    assert big_valid.sum() == 1 and big_valid[2, 4]  # (2 + 0.5) * 2 - 0.5 = 4.5 rounds to 4 (half to even)
+    assert big[2, 4].tolist() == [6.0, -2.0] and np.abs(big).sum() == 8  # no vector invented elsewhere
+    small, small_valid = resize_sparse_flow(flow, valid, (2, 3))
+    assert small_valid.sum() == 1 and small[small_valid][0].tolist() == [1.5, -0.5]
+    # interpolating the same field instead blends the point with the zeros of the unknown pixels around it
+    assert np.abs(resize_flow(flow, (8, 12))).max() < 6.0
+
+
+def test_flow_augment_flip_crop_and_jitter_by_hand():
+    frame1 = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    frame2 = frame1 + 1
+    flow = np.zeros((4, 6, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 2.0, 1.0
+    valid = np.ones((4, 6), bool)
+    valid[0, 0] = False
+    f1, f2, out, v = FlowAugment(hflip=1.0)(frame1, frame2, flow, valid)  # always flip
+    assert np.array_equal(f1, frame1[:, ::-1]) and np.array_equal(f2, frame2[:, ::-1])
+    assert (out[..., 0] == -2).all() and (out[..., 1] == 1).all() and not v[0, -1] and v.sum() == 23
+    f1, _, out, v = FlowAugment(crop_size=(2, 3), hflip=0.0)(frame1, frame2, flow, valid)
+    assert f1.shape == (2, 3, 3) and out.shape == (2, 3, 2) and (out[..., 0] == 2).all()  # a crop keeps vectors
+    assert any(np.array_equal(f1, frame1[y:y + 2, x:x + 3]) for y in range(3) for x in range(4))
+    f1, f2, _, _ = FlowAugment(hflip=0.0, jitter=0.5)(frame1, frame1.copy(), flow, valid)
+    assert np.array_equal(f1, f2) and not np.array_equal(f1, frame1)  # one photometric change for both frames
+    with pytest.raises(ValueError, match="larger than the frames"):
+        FlowAugment(crop_size=(5, 6))(frame1, frame2, flow, valid)
+    with pytest.raises(ValueError, match="scale"):
+        FlowAugment(scale=(2.0, 1.0))
+
+
+def test_flow_augment_scales_vectors_fits_the_crop_and_follows_torch_seed():
+    frame = np.zeros((10, 20, 3), np.uint8)
+    flow = np.ones((10, 20, 2), np.float32)
+    valid = np.ones((10, 20), bool)
+    augment = FlowAugment(crop_size=(16, 30), scale=(0.5, 2.0), hflip=0.0)  # the crop needs at least 1.6x
+    for seed in range(5):
+        torch.manual_seed(seed)
+        _, _, out, v = augment(frame, frame, flow, valid)
+        assert out.shape == (16, 30, 2) and v.all()
+        assert 1.6 <= out[..., 0].mean() <= 2.1 and np.allclose(out[..., 0], out[..., 1], atol=0.1)
+    torch.manual_seed(1)
+    first = augment(frame, frame, flow, valid)[2]
+    torch.manual_seed(1)
+    assert np.array_equal(first, augment(frame, frame, flow, valid)[2])

@@ -13,7 +13,8 @@ OpenCV reads it with ``IMREAD_UNCHANGED`` as uint16 channels in **BGR** order; P
 and many image readers silently reduce it to 8 bits, which destroys the values.
 
 Augmenting a frame pair must change its flow too: ``flip_flow`` (a mirror negates one component) and
-``resize_flow`` (resizing scales the vectors).
+``resize_flow`` (resizing scales the vectors), ``resize_sparse_flow`` for sparse truth, and ``FlowAugment`` which
+combines them with random crops and photometric jitter.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from course_utils.datasets import DamagedFileError, write_atomic
 
@@ -124,3 +126,102 @@ def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     out[..., 0] *= width / flow.shape[1]
     out[..., 1] *= height / flow.shape[0]
     return out
+
+
+def resize_sparse_flow(flow: np.ndarray, valid: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(flow, valid)`` of a *sparse* truth (KITTI's lidar points) for frames resized to ``size`` = (height,
+    width). Interpolating a sparse field would blend known vectors with the zeros of unknown pixels, so each
+    valid pixel is moved instead: to the nearest pixel of the new grid (cv2.resize's convention: pixel centres
+    at (x + 0.5) · ratio − 0.5), with its vector scaled by the width and height ratios. New pixels that no
+    point lands on are not valid; when several land on one pixel, one of them is kept."""
+    flow, valid = np.asarray(flow, np.float32), np.asarray(valid, bool)
+    height, width = size
+    sx, sy = width / flow.shape[1], height / flow.shape[0]
+    ys, xs = np.nonzero(valid)
+    new_x = np.round((xs + 0.5) * sx - 0.5).astype(int)
+    new_y = np.round((ys + 0.5) * sy - 0.5).astype(int)
+    keep = (new_x >= 0) & (new_x < width) & (new_y >= 0) & (new_y < height)
+    out = np.zeros((height, width, 2), np.float32)
+    out_valid = np.zeros((height, width), bool)
+    out[new_y[keep], new_x[keep]] = flow[ys[keep], xs[keep]] * np.array([sx, sy], np.float32)
+    out_valid[new_y[keep], new_x[keep]] = True
+    return out, out_valid
+
+
+class FlowAugment:
+    """Augmentation of a frame pair that keeps its flow truth right; used by ``Sintel`` and ``KittiFlow``.
+
+    Called as ``augment(frame1, frame2, flow, valid)`` on numpy arrays (frames (H, W, 3) uint8, flow (H, W, 2)
+    float32, valid (H, W) bool), it returns the four, changed in this order:
+
+    1. ``scale=(low, high)``: resize both frames by one factor drawn log-uniformly from the range (at least
+       large enough for the crop); a dense flow is resized with :func:`resize_flow` (vectors scaled too), a
+       sparse one (``sparse=True``, for KITTI) with :func:`resize_sparse_flow`;
+    2. ``crop_size=(height, width)``: one random window, the same for both frames, the flow and the mask
+       (a crop does not change the vectors: both frames move together);
+    3. ``hflip`` / ``vflip``: the probability of a mirror image; :func:`flip_flow` mirrors the field and
+       negates u (or v);
+    4. ``jitter``: brightness, contrast and saturation factors drawn from [1 - jitter, 1 + jitter], the *same*
+       for both frames, so that brightness constancy, which the flow relies on, still holds.
+
+    Every random number comes from torch's global generator, like the other datasets' augmentations (see
+    ``reseed`` in ``course_utils.datasets``): ``seed_everything`` fixes them, DataLoader workers get their
+    own streams, and a resumed run draws what an uninterrupted one would.
+    """
+
+    def __init__(self, crop_size: tuple[int, int] | None = None, scale: tuple[float, float] | None = None,
+                 hflip: float = 0.5, vflip: float = 0.0, jitter: float = 0.0, sparse: bool = False):
+        if scale is not None and not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high, not {scale}")
+        self.crop_size, self.scale, self.sparse = crop_size, scale, sparse
+        self.hflip, self.vflip, self.jitter = hflip, vflip, jitter
+
+    @staticmethod
+    def _uniform(low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand(()))
+
+    def __call__(self, frame1: np.ndarray, frame2: np.ndarray, flow: np.ndarray, valid: np.ndarray):
+        height, width = flow.shape[:2]
+        if self.scale is not None:
+            low = np.log(self.scale[0])
+            if self.crop_size is not None:  # never smaller than the crop
+                low = max(low, np.log(max(self.crop_size[0] / height, self.crop_size[1] / width)))
+            factor = float(np.exp(self._uniform(low, max(low, np.log(self.scale[1])))))
+            size = (max(1, round(height * factor)), max(1, round(width * factor)))
+            frame1, frame2 = (cv2.resize(f, size[::-1], interpolation=cv2.INTER_LINEAR) for f in (frame1, frame2))
+            if self.sparse:
+                flow, valid = resize_sparse_flow(flow, valid, size)
+            else:
+                flow = resize_flow(flow, size)
+                valid = cv2.resize(valid.astype(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST) > 0
+            height, width = size
+        if self.crop_size is not None:
+            crop_h, crop_w = self.crop_size
+            if crop_h > height or crop_w > width:
+                raise ValueError(f"crop_size {self.crop_size} (height, width) is larger than the frames, {height}x"
+                                 f"{width}: choose a smaller crop, or a scale range that enlarges the frames")
+            top = int(torch.randint(0, height - crop_h + 1, ()))
+            left = int(torch.randint(0, width - crop_w + 1, ()))
+            window = (slice(top, top + crop_h), slice(left, left + crop_w))
+            frame1, frame2, flow, valid = frame1[window], frame2[window], flow[window], valid[window]
+        if self._uniform(0, 1) < self.hflip:
+            frame1, frame2, valid = frame1[:, ::-1], frame2[:, ::-1], valid[:, ::-1]
+            flow = flip_flow(flow, horizontal=True)
+        if self._uniform(0, 1) < self.vflip:
+            frame1, frame2, valid = frame1[::-1], frame2[::-1], valid[::-1]
+            flow = flip_flow(flow, horizontal=False)
+        if self.jitter > 0:
+            brightness, contrast, saturation = (self._uniform(1 - self.jitter, 1 + self.jitter) for _ in range(3))
+            frame1, frame2 = (_jitter(f, brightness, contrast, saturation) for f in (frame1, frame2))
+        return (np.ascontiguousarray(frame1), np.ascontiguousarray(frame2), np.ascontiguousarray(flow, np.float32),
+                np.ascontiguousarray(valid))
+
+
+def _jitter(frame: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
+    """Photometric change of one uint8 RGB frame: saturation about its grey, brightness, then contrast about
+    mid-grey (a fixed centre, so two frames get exactly the same mapping)."""
+    image = frame.astype(np.float32)
+    grey = image.mean(axis=2, keepdims=True)
+    image = grey + saturation * (image - grey)
+    image = 127.5 + contrast * (brightness * image - 127.5)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
