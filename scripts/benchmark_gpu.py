@@ -40,6 +40,7 @@ KVASIR = (792 // 16 + 1, 40)  # 880 training images less 10 % for monitoring, ba
 BRATS = (277, 30)  # 369 labelled cases less 74 test and 18 monitor, one 128^3 crop each, batch 1
 PENNFUDAN = (102 // 2, 12)  # 120 training images less 15 % for monitoring, batch 2
 COCO_PANOPTIC = (3750 // 8, 20)  # the 3750 training images of notebook 09's val2017 split, batch 8
+SINTEL = (2 * 640 // 8, 60)  # notebook 08: the 640 frame pairs of Sintel's 14 training scenes, both passes, batch 8
 
 
 @dataclass
@@ -176,7 +177,48 @@ def cases_09():
     return {"Panoptic-DeepLab R34": Case(build, (x, target), panoptic_loss, (8, 3, 512, 512), COCO_PANOPTIC)}
 
 
-CASES = {"02": cases_02, "03": cases_03, "04": cases_04, "06": cases_06, "09": cases_09}
+def cases_08():
+    from course_utils.models.flownet import FlowNetS, multiscale_loss
+
+    frames = torch.rand(8, 2, 3, 384, 768)  # notebook 08's full-mode crops of Sintel, batch 8
+    target = {"flow": torch.randn(8, 2, 384, 768) * 10, "valid": torch.ones(8, 384, 768, dtype=torch.bool)}
+    return {"FlowNetS (the paper's widths)": Case(FlowNetS, (frames, target), multiscale_loss, (1, 2, 3, 436, 1024),
+                                                  SINTEL)}
+
+
+class RaftPair(nn.Module):
+    """torchvision's RAFT on a (N, 2, 3, H, W) pair with a fixed number of updates, returning the last flow."""
+
+    def __init__(self, raft: nn.Module, updates: int):
+        super().__init__()
+        self.raft, self.updates = raft, updates
+
+    def forward(self, pairs):
+        return self.raft(pairs[:, 0], pairs[:, 1], num_flow_updates=self.updates)[-1]
+
+
+def inference_08() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
+    """Notebook 08's evaluation-only models: RAFT on frames padded to a multiple of 8, as the notebook pads."""
+    from torchvision.models.optical_flow import raft_large
+
+    return {"RAFT large, 32 updates, Sintel 440x1024": (RaftPair(raft_large(), 32), (1, 2, 3, 440, 1024)),
+            "RAFT large, 24 updates, KITTI 376x1248": (RaftPair(raft_large(), 24), (1, 2, 3, 376, 1248)),
+            "RAFT large, 32 updates, DAVIS 480x856": (RaftPair(raft_large(), 32), (1, 2, 3, 480, 856))}
+
+
+def measure_inference(name: str, model: nn.Module, input_shape: tuple[int, ...], dev: torch.device) -> dict:
+    """Pairs per second and peak memory of an evaluation-only model (random weights, random input)."""
+    model.to(dev)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(dev)
+    with torch.no_grad():
+        ips = train.images_per_second(model, input_shape, dev, iters=10)
+    return {"model": name, "inference pairs/s": round(ips, 2), "s/pair": round(1 / ips, 3),
+            "peak GiB": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)}
+
+
+CASES = {"02": cases_02, "03": cases_03, "04": cases_04, "06": cases_06, "08": cases_08, "09": cases_09}
+INFERENCE = {"08": inference_08}
 
 
 def measure(name: str, case: Case, steps: int, dev: torch.device) -> dict:
@@ -241,6 +283,12 @@ def main() -> None:
                 row = measure(name, case, args.steps, dev)
             except torch.OutOfMemoryError as error:
                 row = {"model": name, "error": f"out of memory: {str(error)[:200]}"}
+            info["rows"].setdefault(nb, []).append(row)
+            print(nb, json.dumps(row), flush=True)
+        for name, (model, shape) in INFERENCE.get(nb, dict)().items():
+            if args.only and name not in args.only:
+                continue
+            row = measure_inference(name, model, shape, dev)
             info["rows"].setdefault(nb, []).append(row)
             print(nb, json.dumps(row), flush=True)
     if args.out:
