@@ -86,16 +86,24 @@ def draw_instances(ax: plt.Axes, image, masks, boxes=None, scores=None, alpha: f
 def panoptic_rgb(id_map, segments_info: Sequence[dict], class_colours: dict[int, Sequence[int]]) -> np.ndarray:
     """A panoptic map ``(H, W)`` of segment ids (0 = void, black) drawn with one colour per segment:
     a stuff segment in its class colour, the instances of a thing class in shades of that colour
-    (lighter and darker in turn), so that both the class and the separate objects show.
-    ``segments_info``: dicts with ``id`` and ``category_id``; ``class_colours``: category -> RGB."""
+    (lighter and darker in turn), so that both the class and the separate objects show; a crowd region
+    (``iscrowd`` 1: many objects labelled as one) in its class colour with dark diagonal stripes, since it is
+    not one object. ``segments_info``: dicts with ``id`` and ``category_id``; ``class_colours``: category -> RGB."""
     id_map = np.asarray(id_map)
     out = np.zeros((*id_map.shape, 3), np.uint8)
+    ys, xs = np.indices(id_map.shape)
+    stripes = (ys + xs) // 3 % 2 == 0
     shade_of: dict[int, int] = {}
     for segment in sorted(segments_info, key=lambda s: s["id"]):
         category = segment["category_id"]
         if category not in class_colours:
             raise KeyError(f"segment {segment['id']} has category {category}, which class_colours lacks")
         colour = np.asarray(class_colours[category], dtype=np.float32)
+        if segment.get("iscrowd", 0):
+            inside = id_map == segment["id"]
+            out[inside] = colour.round().astype(np.uint8)
+            out[inside & stripes] = (colour * 0.55).round().astype(np.uint8)
+            continue
         k = shade_of.get(category, 0)
         shade_of[category] = k + 1
         if segment.get("isthing", True) and k:  # 2nd, 3rd... instance: alternately lighter and darker, 4 steps

@@ -48,3 +48,20 @@ def test_write_atomic_leaves_the_old_file_when_writing_fails(tmp_path):
     with pytest.raises(OSError):
         write_atomic(target, broken)
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_read_image_keeps_the_stored_pixels_of_an_exif_rotated_jpeg(tmp_path):
+    """Labels describe the stored pixels: a JPEG tagged 'rotate 180' or 'rotate 90' must not be turned."""
+    from PIL import Image
+
+    from course_utils.datasets import read_grey, read_image
+
+    stored = np.zeros((20, 30, 3), np.uint8)
+    stored[:5, :5] = 255  # a white corner, top left as stored
+    for orientation in (3, 6):  # 180 degrees; 90 degrees clockwise
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"tagged_{orientation}.jpg"
+        Image.fromarray(stored).save(path, exif=exif.tobytes(), quality=95)
+        for image in (read_image(path), read_grey(path)):
+            assert image.shape[:2] == (20, 30) and image[:5, :5].mean() > 200 and image[-5:, -5:].mean() < 50

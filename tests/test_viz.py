@@ -155,3 +155,13 @@ def test_panoptic_map_has_one_colour_per_segment_in_shades_of_its_class():
     assert all(c[0] > c[1] for c in colours)  # all still red-ish
     with pytest.raises(KeyError, match="category 3"):
         viz.panoptic_rgb(ids, [{"id": 5, "category_id": 3}], {1: (1, 2, 3)})
+
+
+def test_panoptic_rgb_draws_a_crowd_region_striped():
+    ids = np.zeros((12, 12), np.int64)
+    ids[:, :6], ids[:, 6:] = 1, 2
+    segments = [{"id": 1, "category_id": 1, "iscrowd": 1}, {"id": 2, "category_id": 1, "iscrowd": 0}]
+    rgb = viz.panoptic_rgb(ids, segments, {1: (200, 40, 40)})
+    crowd_colours = {tuple(c) for c in rgb[:, :6].reshape(-1, 3)}
+    assert crowd_colours == {(200, 40, 40), (110, 22, 22)}  # the class colour and its dark stripes
+    assert {tuple(c) for c in rgb[:, 6:].reshape(-1, 3)} == {(200, 40, 40)}  # the instance: plain

@@ -68,15 +68,22 @@ def _decode(path: Path, flags: int) -> np.ndarray:
     return image
 
 
+# Pixels as stored, never turned by a JPEG's EXIF orientation tag: OpenCV (and PIL's exif_transpose) would rotate
+# a phone photo tagged "rotate 90°" upright, but label maps and COCO's JSON (its height and width, its polygons)
+# describe the stored pixels, so a turned photo no longer matches its labels (a 180° turn even keeps the size).
+AS_STORED = cv2.IMREAD_IGNORE_ORIENTATION
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """An RGB image as a uint8 array of shape (H, W, 3); a damaged file is a ``DamagedFileError``."""
-    image = _decode(Path(path), cv2.IMREAD_COLOR)
+    """An RGB image as a uint8 array of shape (H, W, 3), pixels as stored (EXIF orientation not applied);
+    a damaged file is a ``DamagedFileError``."""
+    image = _decode(Path(path), cv2.IMREAD_COLOR | AS_STORED)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_grey(path: str | Path) -> np.ndarray:
-    """A single-channel uint8 array (H, W): a colour file is converted to grey levels."""
-    return _decode(Path(path), cv2.IMREAD_GRAYSCALE)
+    """A single-channel uint8 array (H, W), pixels as stored: a colour file is converted to grey levels."""
+    return _decode(Path(path), cv2.IMREAD_GRAYSCALE | AS_STORED)
 
 
 def reseed(transform) -> None:
