@@ -84,10 +84,14 @@ def archives(ds: DatasetInfo) -> dict[str, tuple[str, str | None]]:
 
 
 def cache_dir() -> Path:
-    """``data/`` of the repository checkout, else ``./data``; ``COURSE_CACHE_DIR`` overrides."""
+    """``data/`` of the repository checkout, else ``./data``; on Kaggle the local disk's temporary folder, since
+    /kaggle/working keeps only 20 GB, all saved as the notebook's output (notebook 08's three archives and their
+    contents need about 16 GB); ``COURSE_CACHE_DIR`` overrides."""
     if os.environ.get("COURSE_CACHE_DIR"):
         return Path(os.environ["COURSE_CACHE_DIR"])
     root = runtime.project_root()
+    if root is None and runtime.on_kaggle():
+        return Path(tempfile.gettempdir()) / "course_data"
     return (root if root else Path.cwd()) / "data"
 
 

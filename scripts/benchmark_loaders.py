@@ -86,12 +86,51 @@ def coco_panoptic(root: Path) -> tuple[Dataset, int]:
     return CocoPanoptic(root, "train", transform=tf), 8
 
 
+def sintel(root: Path) -> tuple[Dataset, int]:
+    """Notebook 08's FlowNetS training pairs: final-pass frame pairs and their .flo, scaled, cropped to 384x768,
+    flipped and jittered consistently (FlowAugment)."""
+    from course_utils.datasets.flow import FlowAugment
+    from course_utils.datasets.sintel import Sintel
+
+    return Sintel(root, "train", "final", FlowAugment((384, 768), scale=(0.9, 1.4), jitter=0.2)), 8
+
+
+def kitti_flow(root: Path) -> tuple[Dataset, int]:
+    """Notebook 08 evaluates on KITTI one pair at a time, at its own size (the sizes differ): frames, 16-bit flow."""
+    from course_utils.datasets.kitti_flow import KittiFlow
+
+    return KittiFlow(root, "all"), 1
+
+
+class Clips(Dataset):
+    """DAVIS items (dicts) as (frames, masks) pairs, as a loader of inputs and targets yields them."""
+
+    def __init__(self, davis: Dataset):
+        self.davis = davis
+
+    def __len__(self) -> int:
+        return len(self.davis)
+
+    def __getitem__(self, index: int):
+        clip = self.davis[index]
+        return clip["frames"], clip["masks"]
+
+
+def davis2017(root: Path) -> tuple[Dataset, int]:
+    """Notebook 08 reads DAVIS one whole clip at a time (all JPEG frames and palette PNG masks)."""
+    from course_utils.datasets.davis import Davis
+
+    return Clips(Davis(root, "val")), 1
+
+
 PIPELINES: dict[str, Callable[[Path], tuple]] = {
     "kvasir_seg": kvasir_seg, "camvid": camvid, "brats2020": brats2020, "pennfudan": pennfudan,
-    "coco_panoptic": coco_panoptic}
+    "coco_panoptic": coco_panoptic, "sintel": sintel, "kitti_flow": kitti_flow, "davis2017": davis2017}
 REAL_SIZE_TWINS = {"kvasir_seg": {}, "camvid": {"size": (960, 720), "counts": {"train": 24}},
                    "brats2020": {"case_numbers": (1, 2, 3, 4), "shape": (240, 240, 155), "compressed": True},
-                   "pennfudan": {"scale": 3.0}, "coco_panoptic": {"n_images": 24, "size": (480, 640)}}
+                   "pennfudan": {"scale": 3.0}, "coco_panoptic": {"n_images": 24, "size": (480, 640)},
+                   "sintel": {"n_scenes": 8, "n_frames": 4, "size": (436, 1024)}, "kitti_flow": {"scale": 7.8},
+                   "davis2017": {"n_train": 1, "n_val": 2, "size": (480, 854)}}
 
 
 def samples_per_second(dataset: Dataset, batch_size: int, workers: int, batches: int,

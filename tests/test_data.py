@@ -10,6 +10,7 @@ import shutil
 import signal
 import stat
 import tarfile
+import tempfile
 import threading
 import time
 import zipfile
@@ -519,3 +520,11 @@ def test_course_data_dir_without_the_dataset_is_reported(kvasir_twin, tmp_path, 
     with pytest.raises(data.DataNotFoundError) as error:
         data.locate("kvasir_seg", kaggle_input=tmp_path / "none")
     assert f"COURSE_DATA_DIR: {wrong} (it does not hold the dataset" in str(error.value)
+
+
+def test_cache_dir_on_kaggle_is_the_temporary_disk_not_the_saved_output(monkeypatch):
+    monkeypatch.delenv("COURSE_CACHE_DIR", raising=False)
+    monkeypatch.setattr(runtime, "project_root", lambda: None)  # installed as a package, as on Kaggle
+    monkeypatch.setattr(runtime, "on_kaggle", lambda: True)
+    assert data.cache_dir() == Path(tempfile.gettempdir()) / "course_data"
+    assert not str(data.cache_dir()).startswith(str(runtime.KAGGLE_WORKING))

@@ -148,14 +148,15 @@ def lidar_valid(rng: np.random.Generator, masks: np.ndarray) -> np.ndarray:
     return background | objects
 
 
-def write_twin(root: str | Path, n_pairs: int = 20, n_test: int = 2, seed: int = 0) -> Path:
+def write_twin(root: str | Path, n_pairs: int = 20, n_test: int = 2, seed: int = 0, scale: float = 1.0) -> Path:
     """Write a small KITTI 2015 flow look-alike into ``root`` in the official layout; returns ``root``.
 
     ``n_pairs`` training pairs ``training/image_2/%06d_10.png`` and ``_11.png`` of slightly different wide
     sizes (``TWIN_SIZES``, about 48 x 160), each a two-frame :func:`make_scene` (a panning, zooming background
     and 1-3 objects, motions up to about 4 pixels); their flow as 16-bit KITTI PNGs, sparse like lidar truth
     (:func:`lidar_valid`): ``flow_occ`` with occluded pixels, ``flow_noc`` without. ``testing/image_2`` holds
-    ``n_test`` pairs of frames only. Deterministic for a given ``seed``.
+    ``n_test`` pairs of frames only. ``scale`` multiplies the sizes (7.8: KITTI's own, about 375 x 1242, for
+    timing loaders) and the motions. Deterministic for a given ``seed``.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -164,8 +165,8 @@ def write_twin(root: str | Path, n_pairs: int = 20, n_test: int = 2, seed: int =
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     for n in range(n_pairs + n_test):
-        height, width = TWIN_SIZES[int(rng.integers(len(TWIN_SIZES)))]
-        video = make_scene(rng, 2, height, width, n_objects=int(rng.integers(1, 4)), max_speed=4.0)
+        height, width = (round(scale * side) for side in TWIN_SIZES[int(rng.integers(len(TWIN_SIZES)))])
+        video = make_scene(rng, 2, height, width, n_objects=int(rng.integers(1, 4)), max_speed=4.0 * scale)
         number = n if n < n_pairs else n - n_pairs
         images = folders["image_2"] if n < n_pairs else folders["test"]
         for t, suffix in enumerate(("10", "11")):
