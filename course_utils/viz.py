@@ -1,4 +1,4 @@
-"""Figures: overlays in a fixed palette, image/truth/prediction grids, error maps, training curves.
+"""Figures: overlays in a fixed palette, image/truth/prediction grids, error maps, training curves, optical flow.
 
 Images are uint8 ``(H, W, 3)`` arrays; masks are ``(H, W)`` arrays of class ids (0 = background).
 Every function returns the matplotlib figure so a notebook can save it.
@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.patches import Patch
+from torchvision.utils import flow_to_image
 
 # A fixed palette, so class k has the same colour in every figure of the course.
 # Index 0 (background) is black; then a colour-blind-friendly set (Okabe-Ito), then tab20.
@@ -320,3 +321,43 @@ def slice_montage(volume, labels: dict, n: int = 6, palette=PALETTE, alpha: floa
         axes[r, 0].set_ylabel(name)
     fig.tight_layout()
     return fig
+
+
+# --- optical flow ------------------------------------------------------------------------------------------
+
+def flow_rgb(flow, valid=None) -> np.ndarray:
+    """Optical flow in the standard colour coding (torchvision's ``flow_to_image``, after the Middlebury code):
+    hue = direction, saturation = length relative to the longest vector. ``flow`` (2, H, W) gives (H, W, 3) uint8;
+    a batch (N, 2, H, W) gives (N, H, W, 3) on **one** scale (the longest vector of the whole batch), so flows
+    drawn side by side can be compared. Pixels where ``valid`` ((H, W) or (N, H, W)) is false are black."""
+    flow = torch.as_tensor(np.asarray(flow, dtype=np.float32))
+    if flow.ndim not in (3, 4) or flow.shape[-3] != 2:
+        raise ValueError(f"flow must be (2, H, W) or (N, 2, H, W), got {tuple(flow.shape)}")
+    picture = flow_to_image(flow).movedim(-3, -1).numpy()
+    if valid is not None:
+        picture = picture * np.asarray(valid, dtype=bool)[..., None]
+    return picture.astype(np.uint8)
+
+
+def flow_wheel(ax: plt.Axes, size: int = 101) -> None:
+    """The legend of ``flow_rgb``: each point of a disc coloured as the flow from the centre to it. Image rows
+    grow downwards, so a flow that points up (v < 0) is drawn at the top of the wheel."""
+    ys, xs = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
+    disc = np.hypot(xs, ys) <= 1
+    ax.imshow(flow_rgb(np.stack([xs * disc, ys * disc])) * disc[..., None])
+    for text, (x, y) in {"right": (1.0, 0.5), "left": (0.0, 0.5), "down": (0.5, 1.0), "up": (0.5, 0.0)}.items():
+        ax.text(x * (size - 1), y * (size - 1), text, ha="center", va="center", fontsize=7,
+                bbox=dict(facecolor="white", alpha=0.7, lw=0))
+    ax.set_title("flow colour:\ndirection (hue), length", fontsize=8)
+    ax.set_axis_off()
+
+
+def flow_arrows(ax: plt.Axes, flow, step: int = 8, valid=None, color: str = "yellow") -> None:
+    """Arrows of a (2, H, W) flow on a sparse grid (one every ``step`` pixels), drawn to scale in pixels over
+    whatever ``ax`` shows (an image has y downwards; ``angles="xy"`` draws from (x, y) to (x + u, y + v))."""
+    flow = np.asarray(flow, dtype=np.float32)
+    height, width = flow.shape[-2:]
+    ys, xs = np.mgrid[step // 2:height:step, step // 2:width:step]
+    keep = np.ones(ys.shape, bool) if valid is None else np.asarray(valid, dtype=bool)[ys, xs]
+    ax.quiver(xs[keep], ys[keep], flow[0][ys, xs][keep], flow[1][ys, xs][keep], color=color, angles="xy",
+              scale_units="xy", scale=1, width=0.004)

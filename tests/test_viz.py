@@ -165,3 +165,29 @@ def test_panoptic_rgb_draws_a_crowd_region_striped():
     crowd_colours = {tuple(c) for c in rgb[:, :6].reshape(-1, 3)}
     assert crowd_colours == {(200, 40, 40), (110, 22, 22)}  # the class colour and its dark stripes
     assert {tuple(c) for c in rgb[:, 6:].reshape(-1, 3)} == {(200, 40, 40)}  # the instance: plain
+
+
+def test_flow_rgb_colours_one_batch_on_one_scale_and_blacks_out_invalid_pixels():
+    right = np.zeros((2, 4, 4), np.float32)
+    right[0] = 1.0  # 1 px to the right everywhere
+    alone = viz.flow_rgb(right)
+    batch = viz.flow_rgb(np.stack([right, 2 * right]))  # the same flow beside one twice as long
+    assert alone.shape == (4, 4, 3) and batch.shape == (2, 4, 4, 3)
+    assert (alone == batch[1]).all()  # alone, a flow is scaled to its own longest vector
+    assert (batch[0] != batch[1]).any()  # in a batch, the shorter flow is paler
+    valid = np.ones((4, 4), bool)
+    valid[0, 0] = False
+    assert viz.flow_rgb(right, valid)[0, 0].tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="flow must be"):
+        viz.flow_rgb(np.zeros((3, 4, 4)))
+
+
+def test_flow_wheel_and_arrows_draw():
+    fig, (a, b) = plt.subplots(1, 2)
+    viz.flow_wheel(a)
+    flow = np.zeros((2, 16, 16), np.float32)
+    flow[0] = 3.0
+    viz.flow_arrows(b, flow, step=8)
+    quiver = b.collections[0]
+    assert len(quiver.get_offsets()) == 4 and np.allclose(quiver.U, 3.0)
+    plt.close(fig)
