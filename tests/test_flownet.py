@@ -11,13 +11,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from course_utils import train
-from course_utils.metrics import epe
+from course_utils.metrics import EPEMetric, epe
 from course_utils.models.flownet import (
     OFFICIAL_WEIGHTS,
     PAPER_CHANNELS,
     SCALE_WEIGHTS,
     SMOKE_CHANNELS,
-    EPEMetric,
     FlowNetS,
     downsample_flow,
     multiscale_loss,

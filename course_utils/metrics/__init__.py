@@ -13,13 +13,13 @@ from course_utils.metrics.boundary import boundary_band
 from course_utils.metrics.brats import brats_dice, brats_regions, hd95, label_from_regions
 from course_utils.metrics.confusion import MeanIoU, confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from course_utils.metrics.davis import davis_f, davis_j, davis_sequence, davis_statistics
-from course_utils.metrics.flow import epe
+from course_utils.metrics.flow import EPEMetric, epe
 from course_utils.metrics.instance import MaskAP, mask_ap
 from course_utils.metrics.panoptic import PanopticQuality, panoptic_quality
 
 __all__ = [
-    "MaskAP", "MeanIoU", "boundary_band", "brats_dice", "brats_regions", "confusion_matrix", "davis_f", "davis_j",
-    "davis_sequence", "davis_statistics", "dice_score", "epe",
+    "EPEMetric", "MaskAP", "MeanIoU", "boundary_band", "brats_dice", "brats_regions", "confusion_matrix", "davis_f",
+    "davis_j", "davis_sequence", "davis_statistics", "dice_score", "epe",
     "hd95", "iou_per_class", "iou_score", "label_from_regions", "mask_ap", "mean_iou",
     "panoptic_quality", "PanopticQuality", "pixel_accuracy",
 ]

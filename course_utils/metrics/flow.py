@@ -9,7 +9,8 @@ vector, ‖(u, v) − (u*, v*)‖, in pixels. ``epe`` returns, over the valid pi
   flow's length (RAFT's ``(epe > 3.0) & (epe / mag > 0.05)``), pooled over all pixels.
 
 RAFT reports KITTI's EPE as the mean of per-image means (images with many valid pixels weigh no more);
-call ``epe`` once per image and average the "EPE" values for that. Flows are (2, H, W) or (N, 2, H, W)
+call ``epe`` once per image and average the "EPE" values for that. ``EPEMetric`` accumulates the pooled EPE
+batch by batch, for ``train.fit``'s metrics. Flows are (2, H, W) or (N, 2, H, W)
 tensors or arrays, as RAFT returns them; ``valid`` is (H, W) or (N, H, W), true where the truth is known
 (KITTI's valid channel, or ``flow.flo_valid`` for ``.flo`` files); without it every pixel counts.
 """
@@ -36,3 +37,31 @@ def epe(flow_pred, flow_gt, valid=None) -> dict[str, float]:
     return {"EPE": error.mean().item(), "1px": (error < 1).double().mean().item(),
             "3px": (error < 3).double().mean().item(), "5px": (error < 5).double().mean().item(),
             "Fl-all": outlier.double().mean().item()}
+
+
+class EPEMetric:
+    """The mean end-point error in pixels over every valid pixel of a split, for ``train.evaluate``/``fit``
+    (``reset``/``update(outputs, targets)``/``compute``): MPI-Sintel's "EPE all", the pooled mean that
+    ``metrics.epe`` computes on all the pixels at once. ``outputs``: full-size flows (N, 2, H, W), as ``FlowNetS``
+    returns them in evaluation mode; ``targets``: ``{"flow": (N, 2, H, W), "valid": (N, H, W) bool}``."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def update(self, outputs: torch.Tensor, targets) -> None:
+        flow = targets["flow"]
+        valid = targets["valid"].bool() if "valid" in targets else torch.ones_like(flow[:, 0], dtype=torch.bool)
+        if not isinstance(outputs, torch.Tensor) or outputs.shape != flow.shape:
+            raise ValueError("EPEMetric compares full-size flows (N, 2, H, W) with the truth; put the model in eval "
+                             "mode (FlowNetS returns its list of scales in training mode)")
+        error = (outputs.double() - flow.double()).norm(dim=1)
+        self.total += float(error[valid].sum())
+        self.count += int(valid.sum())
+
+    def compute(self) -> float:
+        if self.count == 0:
+            raise ValueError("EPEMetric has seen no valid pixel: call update with targets whose 'valid' is not empty")
+        return self.total / self.count

@@ -78,8 +78,8 @@ over the valid pixels (numbers in pixels, whatever the image size) with ``SCALE_
 restated per pixel and normalised to sum 1, that is 4/9, 2/9, 1/9, 1/9, 1/9. The training loss is then a weighted
 mean of the five EPEs, proportional to the official loss (exactly so at sizes that are multiples of 64 with every
 pixel valid). In evaluation mode the loss is the EPE of the final, full-size flow, so ``fit``'s ``val_loss`` is the
-validation EPE (a mean of batch means; ``EPEMetric`` pools every valid pixel of the split instead, as Sintel's "EPE
-all").
+validation EPE (a mean of batch means; ``metrics.EPEMetric`` pools every valid pixel of the split instead, as
+Sintel's "EPE all").
 
 **Truth at coarse scales** (``downsample_flow``): the mean of the valid truth pixels inside each coarse cell (area
 averaging, as ``F.interpolate(mode="area")`` in ClementPinard's port and ``AvgPool2d`` in flownet2-pytorch's;
@@ -294,30 +294,3 @@ def multiscale_loss(outputs: list[torch.Tensor] | torch.Tensor, target,
         coarse_flow, coarse_valid = downsample_flow(flow, valid, pred.shape[-2:])
         loss = loss + weight * mean_epe(pred, coarse_flow, coarse_valid)
     return loss
-
-
-class EPEMetric:
-    """The mean end-point error in pixels over every valid pixel of a split, for ``train.evaluate``/``fit``
-    (``reset``/``update(outputs, targets)``/``compute``): MPI-Sintel's "EPE all", the pooled mean that
-    ``metrics.epe`` computes on all the pixels at once. ``outputs``: full-size flows (N, 2, H, W), as ``FlowNetS``
-    returns them in evaluation mode; ``targets`` as for ``multiscale_loss``."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        self.total, self.count = 0.0, 0
-
-    def update(self, outputs: torch.Tensor, targets) -> None:
-        flow, valid = _flow_and_valid(targets)
-        if not isinstance(outputs, torch.Tensor) or outputs.shape != flow.shape:
-            raise ValueError("EPEMetric compares full-size flows (N, 2, H, W) with the truth; put the model in eval "
-                             "mode (FlowNetS returns its list of scales in training mode)")
-        error = (outputs.double() - flow.double()).norm(dim=1)
-        self.total += float(error[valid].sum())
-        self.count += int(valid.sum())
-
-    def compute(self) -> float:
-        if self.count == 0:
-            raise ValueError("EPEMetric has seen no valid pixel: call update with targets whose 'valid' is not empty")
-        return self.total / self.count
