@@ -191,3 +191,21 @@ def test_flow_wheel_and_arrows_draw():
     quiver = b.collections[0]
     assert len(quiver.get_offsets()) == 4 and np.allclose(quiver.U, 3.0)
     plt.close(fig)
+
+
+def test_plot_points_draws_the_up_axis_vertically_with_equal_scales():
+    points = np.array([[0, 0, 0], [0, 2, 0], [1, 0, 0]], np.float32)  # y is up (ShapeNet)
+    fig = plt.figure()
+    ax = fig.add_subplot(projection="3d")
+    viz.plot_points(ax, points, labels=np.array([0, 1, 1]))
+    xs, ys, zs = ax.collections[0]._offsets3d
+    assert list(zs) == [0, 2, 0]  # the up axis (y) became matplotlib's vertical axis
+    assert np.allclose(np.diff(ax.get_xlim()), np.diff(ax.get_zlim()))  # equal scales: not squashed
+    plt.close(fig)
+
+
+def test_points_3d_makes_one_named_trace_per_label():
+    points = np.random.default_rng(0).normal(size=(20, 3))
+    labels = np.array([36] * 12 + [37] * 8)
+    fig = viz.points_3d(points, labels, names={36: "body", 37: "handle"})
+    assert [t.name for t in fig.data] == ["body", "handle"] and len(fig.data[0].x) == 12
