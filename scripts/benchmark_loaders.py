@@ -123,14 +123,32 @@ def davis2017(root: Path) -> tuple[Dataset, int]:
     return Clips(Davis(root, "val")), 1
 
 
+def shapenet_part(root: Path) -> tuple[Dataset, int]:
+    """Notebook 07's part-segmentation training: 2048 points per shape, read from the text files (7 floats a line),
+    sampled afresh, rotated, scaled and jittered."""
+    from course_utils.datasets.shapenet_part import ShapeNetPart, augment
+
+    return ShapeNetPart(root, "train", n_points=2048, transform=augment()), 32
+
+
+def modelnet40(root: Path) -> tuple[Dataset, int]:
+    """Notebook 07's classification training: 1024 points sampled on each mesh's surface (cached after the first
+    epoch: this times the first, uncached pass), rotated about z and jittered."""
+    from course_utils.datasets.modelnet import ModelNet, augment
+
+    return ModelNet(root, "train", n_points=1024, transform=augment(), cache=False), 32
+
+
 PIPELINES: dict[str, Callable[[Path], tuple]] = {
     "kvasir_seg": kvasir_seg, "camvid": camvid, "brats2020": brats2020, "pennfudan": pennfudan,
-    "coco_panoptic": coco_panoptic, "sintel": sintel, "kitti_flow": kitti_flow, "davis2017": davis2017}
+    "coco_panoptic": coco_panoptic, "sintel": sintel, "kitti_flow": kitti_flow, "davis2017": davis2017,
+    "shapenet_part": shapenet_part, "modelnet40": modelnet40}
 REAL_SIZE_TWINS = {"kvasir_seg": {}, "camvid": {"size": (960, 720), "counts": {"train": 24}},
                    "brats2020": {"case_numbers": (1, 2, 3, 4), "shape": (240, 240, 155), "compressed": True},
                    "pennfudan": {"scale": 3.0}, "coco_panoptic": {"n_images": 24, "size": (480, 640)},
                    "sintel": {"n_scenes": 8, "n_frames": 4, "size": (436, 1024)}, "kitti_flow": {"scale": 7.8},
-                   "davis2017": {"n_train": 1, "n_val": 2, "size": (480, 854)}}
+                   "davis2017": {"n_train": 1, "n_val": 2, "size": (480, 854)},
+                   "shapenet_part": {"n_points": (2500, 3000)}, "modelnet40": {}}
 
 
 def samples_per_second(dataset: Dataset, batch_size: int, workers: int, batches: int,

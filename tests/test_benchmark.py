@@ -23,7 +23,8 @@ def test_benchmark_reports_samples_per_second_on_a_small_twin(name, tmp_path, mo
              "brats2020": {"case_numbers": (1, 2), "shape": (48, 48, 40)}, "pennfudan": {"n_images": 8},
              "coco_panoptic": {"n_images": 12},  # 12: a training split of at least one batch
              "sintel": {"n_scenes": 8, "n_frames": 3, "size": (384, 768)},  # 10 training pairs: a batch of 8
-             "kitti_flow": {"n_pairs": 2, "n_test": 0}, "davis2017": {"n_train": 1, "n_val": 1}}[name]
+             "kitti_flow": {"n_pairs": 2, "n_test": 0}, "davis2017": {"n_train": 1, "n_val": 1},
+             "shapenet_part": {"n_per_category": 12}, "modelnet40": {}}[name]
     data.info(name).write_twin(tmp_path / name, **small)
     rate = benchmark_loaders.benchmark(name, workers=0, batches=1, root=tmp_path / name)
     assert rate > 0

@@ -34,27 +34,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from course_utils.datasets.shapenet_part import NUM_PARTS, SEG_CLASSES
+
 # Category -> its global part ids, in the order of the dataset's synsetoffset2category.txt (alphabetical), which
 # is the order of the category index (the one-hot input of the part-segmentation networks) in the sources.
-SHAPENET_PARTS: dict[str, tuple[int, ...]] = {
-    "Airplane": (0, 1, 2, 3),
-    "Bag": (4, 5),
-    "Cap": (6, 7),
-    "Car": (8, 9, 10, 11),
-    "Chair": (12, 13, 14, 15),
-    "Earphone": (16, 17, 18),
-    "Guitar": (19, 20, 21),
-    "Knife": (22, 23),
-    "Lamp": (24, 25, 26, 27),
-    "Laptop": (28, 29),
-    "Motorbike": (30, 31, 32, 33, 34, 35),
-    "Mug": (36, 37),
-    "Pistol": (38, 39, 40),
-    "Rocket": (41, 42, 43),
-    "Skateboard": (44, 45, 46),
-    "Table": (47, 48, 49),
-}
-NUM_PARTS = 50
+SHAPENET_PARTS: dict[str, tuple[int, ...]] = SEG_CLASSES  # the dataset's table, in synsetoffset2category order
+__all__ = ["NUM_PARTS", "SHAPENET_PARTS", "PartMIoU", "most_frequent_part_baseline", "part_miou",
+           "restrict_to_category", "shape_iou"]
 
 
 def _ids(x, what: str) -> np.ndarray:
