@@ -41,6 +41,8 @@ BRATS = (277, 30)  # 369 labelled cases less 74 test and 18 monitor, one 128^3 c
 PENNFUDAN = (102 // 2, 12)  # 120 training images less 15 % for monitoring, batch 2
 COCO_PANOPTIC = (3750 // 8, 20)  # the 3750 training images of notebook 09's val2017 split, batch 8
 SINTEL = (2 * 640 // 8, 60)  # notebook 08: the 640 frame pairs of Sintel's 14 training scenes, both passes, batch 8
+SHAPENET_PART = (12137 // 32, 60)  # notebook 07: ShapeNet-part's official training list, batch 32
+MODELNET40 = (8859 // 32, 60)  # notebook 07: ModelNet40's 9843 training meshes less a tenth to monitor, batch 32
 
 
 @dataclass
@@ -177,6 +179,24 @@ def cases_09():
     return {"Panoptic-DeepLab R34": Case(build, (x, target), panoptic_loss, (8, 3, 512, 512), COCO_PANOPTIC)}
 
 
+def cases_07():
+    from course_utils.models.pointnet import PointNet2PartSeg, PointNetClassifier, PointNetPartSeg, pointnet_loss
+
+    def seg_loss(outputs, targets):
+        return pointnet_loss(outputs, targets["labels"])
+
+    category = torch.randint(0, 16, (32,))
+    points = torch.cat([torch.randn(32, 2048, 3), F.one_hot(category, 16).float()[:, None].expand(-1, 2048, -1)], -1)
+    seg_batch = (points, {"labels": torch.randint(0, 50, (32, 2048))})
+    shapes = (torch.randn(32, 1024, 3), torch.randint(0, 40, (32,)))
+    return {"PointNet part segmentation (8.3 M)": Case(PointNetPartSeg, seg_batch, seg_loss, (32, 2048, 19),
+                                                       SHAPENET_PART),
+            "PointNet++ SSG part segmentation": Case(PointNet2PartSeg, seg_batch, seg_loss, (32, 2048, 19),
+                                                     SHAPENET_PART),
+            "PointNet classifier (40 classes)": Case(lambda: PointNetClassifier(40), shapes, pointnet_loss,
+                                                     (32, 1024, 3), MODELNET40)}
+
+
 def cases_08():
     from course_utils.models.flownet import FlowNetS, multiscale_loss
 
@@ -217,7 +237,8 @@ def measure_inference(name: str, model: nn.Module, input_shape: tuple[int, ...],
             "peak GiB": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)}
 
 
-CASES = {"02": cases_02, "03": cases_03, "04": cases_04, "06": cases_06, "08": cases_08, "09": cases_09}
+CASES = {"02": cases_02, "03": cases_03, "04": cases_04, "06": cases_06, "07": cases_07, "08": cases_08,
+         "09": cases_09}
 INFERENCE = {"08": inference_08}
 
 
