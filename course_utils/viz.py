@@ -368,7 +368,7 @@ def flow_arrows(ax: plt.Axes, flow, step: int = 8, valid=None, color: str = "yel
 def _up_last(points, up: str) -> np.ndarray:
     """(P, 3) points reordered so that the ``up`` axis comes last (matplotlib's and plotly's vertical axis)."""
     points = np.asarray(points, dtype=np.float32)
-    order = {"x": (1, 2, 0), "y": (0, 2, 1), "z": (0, 1, 2)}[up]
+    order = {"x": (1, 2, 0), "y": (2, 0, 1), "z": (0, 1, 2)}[up]  # cyclic: a rotation, never a mirror image
     return points[:, order]
 
 
