@@ -7,6 +7,7 @@ HD95. ``instance``: COCO mask (and box) AP through pycocotools, for instance seg
 panoptic quality with panopticapi's rules. ``flow``: optical-flow end-point error and KITTI's Fl-all.
 ``davis``: the DAVIS 2017 region (J) and contour (F) scores of video object segmentation. ``part``: ShapeNet-part
 mIoU of point-cloud part segmentation (per shape over its category's parts; instance and class means).
+``matting``: SAD, MSE, Grad and Conn of alpha mattes with the Deep Image Matting (Composition-1k) conventions.
 """
 
 from course_utils.metrics.binary import dice_score, iou_score
@@ -16,6 +17,7 @@ from course_utils.metrics.confusion import MeanIoU, confusion_matrix, iou_per_cl
 from course_utils.metrics.davis import davis_f, davis_j, davis_sequence, davis_statistics
 from course_utils.metrics.flow import EPEMetric, epe
 from course_utils.metrics.instance import MaskAP, mask_ap
+from course_utils.metrics.matting import MattingErrors, matting_errors
 from course_utils.metrics.panoptic import PanopticQuality, panoptic_quality
 from course_utils.metrics.part import (
     NUM_PARTS,
@@ -32,5 +34,5 @@ __all__ = [
     "davis_j", "davis_sequence", "davis_statistics", "dice_score", "epe",
     "hd95", "iou_per_class", "iou_score", "label_from_regions", "mask_ap", "mean_iou",
     "panoptic_quality", "PanopticQuality", "pixel_accuracy", "NUM_PARTS", "SHAPENET_PARTS", "PartMIoU",
-    "most_frequent_part_baseline", "part_miou", "restrict_to_category", "shape_iou",
+    "most_frequent_part_baseline", "part_miou", "restrict_to_category", "shape_iou", "MattingErrors", "matting_errors",
 ]
