@@ -86,6 +86,12 @@ def read_grey(path: str | Path) -> np.ndarray:
     return _decode(Path(path), cv2.IMREAD_GRAYSCALE | AS_STORED)
 
 
+def read_unchanged(path: str | Path) -> np.ndarray:
+    """The file's pixels exactly as stored: every channel (an alpha channel too, in OpenCV's B, G, R, A order) and
+    the bit depth (16-bit PNGs stay uint16); a damaged file is a ``DamagedFileError``."""
+    return _decode(Path(path), cv2.IMREAD_UNCHANGED)
+
+
 def reseed(transform) -> None:
     """Draw this sample's augmentation randomness from torch's random generator.
 
