@@ -8,6 +8,7 @@
 ``flownet``: FlowNetS, optical flow from one encoder-decoder on the stacked frames, and its multi-scale loss.
 ``pointnet``: PointNet and PointNet++ (SSG) for point-cloud classification and part segmentation, with the
 sampling and grouping steps and PointNet's critical points.
+``matting``: MODNet (trimap-free) and Deep Image Matting (image + trimap), their losses and MODNet's SOC losses.
 ``layers``: ``conv_bn``, the convolution-BatchNorm-activation block they all use.
 """
 
@@ -15,6 +16,7 @@ from course_utils.models.bisenetv2 import BiSeNetV2, booster_loss
 from course_utils.models.classic import FCN, SegNet, VGGEncoder
 from course_utils.models.flownet import FlowNetS, multiscale_loss
 from course_utils.models.hardnet import HarDNet
+from course_utils.models.matting import DeepImageMatting, MODNet, dim_loss, modnet_loss
 from course_utils.models.panoptic_deeplab import (
     PanopticDeepLab,
     panoptic_loss,
@@ -40,4 +42,5 @@ __all__ = ["FCN", "BiSeNetV2", "HarDNet", "PanopticDeepLab", "SegNet", "VGGEncod
            "panoptic_losses", "panoptic_postprocess", "panoptic_postprocess_batch", "panoptic_targets",
            "semantic_to_panoptic_by_components", "FlowNetS", "multiscale_loss", "PointNet2Classifier",
            "PointNet2PartSeg", "PointNetClassifier", "PointNetPartSeg", "ball_query", "critical_points",
-           "farthest_point_sample", "pointnet_loss", "with_category"]
+           "farthest_point_sample", "pointnet_loss", "with_category", "DeepImageMatting", "MODNet", "dim_loss",
+           "modnet_loss"]
