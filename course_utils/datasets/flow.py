@@ -225,3 +225,27 @@ def _jitter(frame: np.ndarray, brightness: float, contrast: float, saturation: f
     image = grey + saturation * (image - grey)
     image = 127.5 + contrast * (brightness * image - 127.5)
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+# --- what the flow datasets share -------------------------------------------------------------------
+
+def check_same_size(paths: dict[str, Path], sizes: dict[str, tuple[int, int]], advice: str) -> None:
+    """Refuse a frame pair whose files (``sizes``: name -> (height, width), ``paths``: name -> file) disagree in
+    size, naming every file and its size; ``advice`` says what to do."""
+    if len(set(sizes.values())) > 1:
+        found = ", ".join(f"{paths[n]} is {h}x{w}" for n, (h, w) in sizes.items())
+        raise ValueError(f"the files of one pair disagree in size (height x width): {found}. {advice}")
+
+
+def flow_item(frame1: np.ndarray, frame2: np.ndarray, flow: np.ndarray, valid: np.ndarray, index: int,
+              transform=None) -> tuple[torch.Tensor, dict]:
+    """The item of ``Sintel`` and ``KittiFlow`` from numpy arrays, after ``transform(frame1, frame2, flow, valid)``
+    if one is given: ``frames`` (2, 3, H, W) float32 in [0, 1] and ``{"flow": (2, H, W), "valid": (H, W) bool,
+    "index": index}``."""
+    if transform is not None:
+        frame1, frame2, flow, valid = transform(frame1, frame2, flow, valid)
+    frames = torch.from_numpy(np.stack([frame1, frame2])).permute(0, 3, 1, 2).float() / 255
+    target = {"flow": torch.from_numpy(np.ascontiguousarray(flow, np.float32)).permute(2, 0, 1).contiguous(),
+              "valid": torch.from_numpy(np.ascontiguousarray(valid, bool)),
+              "index": index}
+    return frames, target

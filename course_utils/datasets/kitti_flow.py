@@ -30,11 +30,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from course_utils.datasets import DatasetInfo, find_folder, read_image, report_unused
-from course_utils.datasets.flow import read_kitti_flow, write_kitti_flow
+from course_utils.datasets.flow import check_same_size, flow_item, read_kitti_flow, write_kitti_flow
 from course_utils.datasets.moving_scenes import make_scene
 
 TWIN_VERSION = 1
@@ -114,21 +113,11 @@ class KittiFlow(Dataset):
         frame1, frame2 = read_image(paths["frame1"]), read_image(paths["frame2"])
         flow, valid = read_kitti_flow(paths["flow"])
         sizes = {name: a.shape[:2] for name, a in (("frame1", frame1), ("frame2", frame2), ("flow", flow))}
-        if len(set(sizes.values())) > 1:
-            found = ", ".join(f"{paths[n]} is {h}x{w}" for n, (h, w) in sizes.items())
-            raise ValueError(f"the files of one pair disagree in size (height x width): {found}. One of them was "
-                             f"resized or belongs to another pair: unzip {URL} again")
+        check_same_size(paths, sizes, f"One of them was resized or belongs to another pair: unzip {URL} again")
         return frame1, frame2, flow, valid
 
     def __getitem__(self, index: int):
-        frame1, frame2, flow, valid = self.read(index)
-        if self.transform is not None:
-            frame1, frame2, flow, valid = self.transform(frame1, frame2, flow, valid)
-        frames = torch.from_numpy(np.stack([frame1, frame2])).permute(0, 3, 1, 2).float() / 255
-        target = {"flow": torch.from_numpy(np.ascontiguousarray(flow, np.float32)).permute(2, 0, 1).contiguous(),
-                  "valid": torch.from_numpy(np.ascontiguousarray(valid, bool)),
-                  "index": index}
-        return frames, target
+        return flow_item(*self.read(index), index, self.transform)
 
 
 # --- the synthetic twin ---------------------------------------------------------------------------

@@ -40,7 +40,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from course_utils.datasets import (
@@ -53,7 +52,7 @@ from course_utils.datasets import (
     report_unused,
     seeded_split,
 )
-from course_utils.datasets.flow import flo_valid, read_flo, write_flo
+from course_utils.datasets.flow import check_same_size, flo_valid, flow_item, read_flo, write_flo
 from course_utils.datasets.moving_scenes import make_scene
 
 TWIN_VERSION = 2
@@ -188,22 +187,12 @@ class Sintel(Dataset):
             sizes[name] = mask.shape
             if mask.shape == valid.shape:
                 valid &= mask == 0
-        if len(set(sizes.values())) > 1:
-            found = ", ".join(f"{paths[n]} is {h}x{w}" for n, (h, w) in sizes.items())
-            raise ValueError(f"the files of one pair disagree in size (height x width): {found}. One of them comes "
-                             f"from another scene or was resized: unzip {URL} again")
+        check_same_size(paths, sizes, f"One of them comes from another scene or was resized: unzip {URL} again")
         flow = np.where(valid[..., None], flow, 0).astype(np.float32)  # unknown values (1e10) would spread in resizes
         return frame1, frame2, flow, valid
 
     def __getitem__(self, index: int):
-        frame1, frame2, flow, valid = self.read(index)
-        if self.transform is not None:
-            frame1, frame2, flow, valid = self.transform(frame1, frame2, flow, valid)
-        frames = torch.from_numpy(np.stack([frame1, frame2])).permute(0, 3, 1, 2).float() / 255
-        target = {"flow": torch.from_numpy(np.ascontiguousarray(flow, np.float32)).permute(2, 0, 1).contiguous(),
-                  "valid": torch.from_numpy(np.ascontiguousarray(valid, bool)),
-                  "index": index}
-        return frames, target
+        return flow_item(*self.read(index), index, self.transform)
 
 
 # --- the synthetic twin ---------------------------------------------------------------------------
