@@ -132,6 +132,25 @@ def carve_monitor(names: list[str], split: str, monitor_fraction: float, seed: i
     return train, f"{source} less a seeded {monitor_fraction:.0%} to monitor"
 
 
+def split_names(names: list[str], split: str, held_out_fraction: float, monitor_fraction: float, seed: int,
+                held_out: str = "test", what: str = "images") -> tuple[list[str], str]:
+    """``(names of the split, how it was chosen)`` for a dataset without an official split: ``"all"``; the held-out
+    split (``held_out``, "test" or "val": a seeded ``held_out_fraction`` that reports); ``"train"`` (the rest, less
+    the monitor split when ``monitor_fraction`` > 0) or ``"monitor"`` (a seeded ``monitor_fraction`` of the rest,
+    which chooses the best epoch). ``what`` names the units in the descriptions (images, groups, scenes)."""
+    if split == "all":
+        return names, f"all {what}"
+    held, rest = seeded_split(names, held_out_fraction, seed)
+    if not rest:
+        raise ValueError(f"{held_out}_fraction {held_out_fraction} of {len(names)} {what} leaves none to train on")
+    if split == held_out:
+        return held, f"a seeded {held_out_fraction:.0%} of the {what}"
+    source = f"the {what} not in a seeded {held_out_fraction:.0%}"
+    if monitor_fraction > 0:
+        return carve_monitor(rest, split, monitor_fraction, seed, source)
+    return rest, source
+
+
 _reported: set[str] = set()
 
 

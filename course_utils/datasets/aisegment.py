@@ -59,13 +59,12 @@ from torch.utils.data import Dataset
 
 from course_utils.datasets import (
     DatasetInfo,
-    carve_monitor,
     find_folder,
     read_image,
     read_unchanged,
     report_unused,
     reseed,
-    seeded_split,
+    split_names,
 )
 
 TWIN_VERSION = 1
@@ -335,19 +334,10 @@ class AISegment(Dataset):
         self.transform, self.size, self.trimap_band = transform, size, trimap_band
         every = find_pairs(self.folder)
         groups = sorted({p.group for p in every})
-        if split == "all":
-            chosen, self.split_source = groups, "all groups"
-        else:
-            if len(groups) < 2:
-                raise ValueError(f"{self.folder} holds one group ({groups[0]}): splits by group need at least two; "
-                                 f"use split='all'")
-            test, rest = seeded_split(groups, test_fraction, seed)
-            if not rest:
-                raise ValueError(f"test_fraction {test_fraction} of {len(groups)} groups leaves none to train on")
-            chosen, self.split_source = (test, f"a seeded {test_fraction:.0%} of the groups") if split == "test" \
-                else (rest, f"the groups not in a seeded {test_fraction:.0%}")
-            if split != "test" and monitor_fraction > 0:
-                chosen, self.split_source = carve_monitor(rest, split, monitor_fraction, seed, self.split_source)
+        if split != "all" and len(groups) < 2:
+            raise ValueError(f"{self.folder} holds one group ({groups[0]}): splits by group need at least two; "
+                             f"use split='all'")
+        chosen, self.split_source = split_names(groups, split, test_fraction, monitor_fraction, seed, what="groups")
         self.groups = chosen
         keep = set(chosen)
         self.indices = [i for i, p in enumerate(every) if p.group in keep]

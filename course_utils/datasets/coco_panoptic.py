@@ -56,12 +56,11 @@ from torch.utils.data import Dataset
 from course_utils.datasets import (
     DamagedFileError,
     DatasetInfo,
-    carve_monitor,
     find_folder,
     read_image,
     report_unused,
     reseed,
-    seeded_split,
+    split_names,
 )
 
 TWIN_VERSION = 1
@@ -430,16 +429,7 @@ class CocoPanoptic(Dataset):
         self._check_files(annotations, images)
 
         every = sorted(annotations)
-        if split == "all":
-            names, self.split_source = every, "all images"
-        else:
-            test, rest = seeded_split(every, test_fraction, seed)
-            if not rest:
-                raise ValueError(f"test_fraction {test_fraction} of {len(every)} images leaves none to train on")
-            names, self.split_source = ((test, f"a seeded {test_fraction:.0%} of the images") if split == "test"
-                                        else (rest, f"the images not in a seeded {test_fraction:.0%}"))
-            if split != "test" and monitor_fraction > 0:
-                names, self.split_source = carve_monitor(rest, split, monitor_fraction, seed, self.split_source)
+        names, self.split_source = split_names(every, split, test_fraction, monitor_fraction, seed)
         self.names = names
         self.annotations = [annotations[n] for n in names]
         self.images = [images[a["image_id"]] for a in self.annotations]

@@ -52,11 +52,10 @@ from torchvision.transforms.v2 import functional as F
 from course_utils.datasets import (
     DamagedFileError,
     DatasetInfo,
-    carve_monitor,
     find_folder,
     read_image,
     report_unused,
-    seeded_split,
+    split_names,
 )
 
 TWIN_VERSION = 1
@@ -220,16 +219,7 @@ class PennFudan(Dataset):
         report_unused(self.folder / "PedMasks", "masks without an image", sorted(set(masks) - set(images)))
         every = sorted(images)
         self.image_ids = {name: i for i, name in enumerate(every)}
-        if split == "all":
-            names, self.split_source = every, "all images"
-        else:
-            val, train = seeded_split(every, val_fraction, seed)
-            if not train:
-                raise ValueError(f"val_fraction {val_fraction} of {len(every)} images leaves none to train on")
-            names, self.split_source = (val, f"a seeded {val_fraction:.0%} of the images") if split == "val" \
-                else (train, f"the images not in a seeded {val_fraction:.0%}")
-            if split != "val" and monitor_fraction > 0:
-                names, self.split_source = carve_monitor(train, split, monitor_fraction, seed, self.split_source)
+        names, self.split_source = split_names(every, split, val_fraction, monitor_fraction, seed, held_out="val")
         self.names = names
         self.image_paths = [images[n] for n in names]
         self.mask_paths = [masks[n] for n in names]
