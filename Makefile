@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	@echo "compiling pymatting's numba kernels once (about a minute), so notebook 01 does not"
+	$(BIN)/python -c "import pymatting"
 	@touch $(STAMP)
 
 ## make run [NB=03] [FULL=1 | SMOKE=1]: execute notebooks into build/ and print their table
@@ -43,7 +45,7 @@ kaggle-wheels: $(STAMP)
 	$(BIN)/python -m pip wheel --quiet --no-deps -w dist/kaggle .
 	rm -rf build/lib build/bdist.*  # setuptools' scratch space, not make run's output
 	$(BIN)/python -m pip download --quiet --no-deps -c $(CONSTRAINTS) -d dist/kaggle \
-		segmentation-models-pytorch pooch kagglehub monai
+		segmentation-models-pytorch pooch kagglehub monai pymatting
 	@ls dist/kaggle
 
 ## make kaggle-weights: dist/kaggle-weights/ (needs Internet) to upload as a Kaggle dataset, for full mode offline

@@ -36,6 +36,7 @@ from course_utils import runtime
 from course_utils.datasets import (
     DamagedFileError,
     DatasetInfo,
+    aisegment,
     brats,
     camvid,
     coco_panoptic,
@@ -54,7 +55,8 @@ except ImportError:  # Windows
     fcntl = None
 
 # Every dataset declares its entry (``INFO``) in its own module, beside its loader and twin.
-MODULES = (kvasir_seg, camvid, brats, pennfudan, coco_panoptic, sintel, kitti_flow, davis, shapenet_part, modelnet)
+MODULES = (aisegment, kvasir_seg, camvid, brats, pennfudan, coco_panoptic, sintel, kitti_flow, davis, shapenet_part,
+           modelnet)
 REGISTRY: dict[str, DatasetInfo] = {module.INFO.name: module.INFO for module in MODULES}
 # A dataset that comes as several archives (COCO panoptic: the photos and the annotations) lists them there too,
 # as ``ARCHIVES = {folder: (url, sha256)}``: each is downloaded and unpacked into that folder of data/<name>/.

@@ -25,6 +25,23 @@ from torch.utils.data import DataLoader, Dataset
 from course_utils import data  # before albumentations (imported in the pipelines): no online version check
 
 
+def aisegment(root: Path) -> tuple[Dataset, int]:
+    """Notebook 01's MODNet training: 800x600 JPEG photos and RGBA PNG mattes, resized to 512x384, flipped,
+    warped and jittered, with a trimap of a random band made from each matte."""
+    import albumentations as A
+    import cv2
+    from albumentations.pytorch import ToTensorV2
+
+    from course_utils.datasets.aisegment import AISegment
+
+    tf = A.Compose([A.HorizontalFlip(),
+                    A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-10, 10), p=0.5,
+                             border_mode=cv2.BORDER_REFLECT_101, mask_interpolation=cv2.INTER_LINEAR),
+                    A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+                    A.Normalize(), ToTensorV2()], seed=0)
+    return AISegment(root, "train", transform=tf, size=(512, 384), trimap_band=(5, 15)), 16
+
+
 def kvasir_seg(root: Path) -> tuple[Dataset, int]:
     import albumentations as A
     from albumentations.pytorch import ToTensorV2
@@ -140,10 +157,12 @@ def modelnet40(root: Path) -> tuple[Dataset, int]:
 
 
 PIPELINES: dict[str, Callable[[Path], tuple]] = {
-    "kvasir_seg": kvasir_seg, "camvid": camvid, "brats2020": brats2020, "pennfudan": pennfudan,
+    "aisegment": aisegment, "kvasir_seg": kvasir_seg, "camvid": camvid, "brats2020": brats2020, "pennfudan": pennfudan,
     "coco_panoptic": coco_panoptic, "sintel": sintel, "kitti_flow": kitti_flow, "davis2017": davis2017,
     "shapenet_part": shapenet_part, "modelnet40": modelnet40}
-REAL_SIZE_TWINS = {"kvasir_seg": {}, "camvid": {"size": (960, 720), "counts": {"train": 24}},
+REAL_SIZE_TWINS = {"aisegment": {"n_groups": 4, "clips_per_group": 1, "images_per_clip": 8, "height": 800,
+                                 "width": 600},  # 16 training photos: one batch
+                   "kvasir_seg": {}, "camvid": {"size": (960, 720), "counts": {"train": 24}},
                    "brats2020": {"case_numbers": (1, 2, 3, 4), "shape": (240, 240, 155), "compressed": True},
                    "pennfudan": {"scale": 3.0}, "coco_panoptic": {"n_images": 24, "size": (480, 640)},
                    "sintel": {"n_scenes": 8, "n_frames": 4, "size": (436, 1024)}, "kitti_flow": {"scale": 7.8},

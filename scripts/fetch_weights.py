@@ -16,8 +16,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 # What the notebooks load in full mode: (smp encoder, weights) pairs and torchvision weights enum names.
-SMP_ENCODERS = [("resnet34", "imagenet")]  # notebooks 02 and 03
-TORCHVISION = ["VGG16_BN_Weights.IMAGENET1K_V1"]  # notebook 02's FCN and SegNet encoders
+SMP_ENCODERS = [("resnet34", "imagenet"), ("mobilenet_v2", "imagenet")]  # notebooks 02 and 03; 01 (MODNet)
+TORCHVISION = ["VGG16_BN_Weights.IMAGENET1K_V1"]  # notebook 02's FCN and SegNet encoders, 01's Deep Image Matting
 
 
 def fetch(target: Path) -> list[Path]:

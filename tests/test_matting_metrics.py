@@ -226,6 +226,12 @@ def test_the_accumulating_class_equals_the_function():
     means = {key: np.mean([e[key] for e in expected]) for key in ("SAD", "MSE", "Grad", "Conn")}
     assert metric.result() == pytest.approx(means, rel=1e-5)  # float32 outputs against float64 arrays
     assert metric.compute() == pytest.approx(means["SAD"], rel=1e-5)
+    whole = MattingErrors(use_trimap=False)  # a trimap-free model: whole images, though the targets carry trimaps
+    whole.update(torch.from_numpy(pred[:, None]).float(), {"alpha": torch.from_numpy(gt),
+                                                           "trimap": torch.from_numpy(trimap)})
+    assert whole.compute() == pytest.approx(np.mean([matting_errors(p, g)["SAD"] for p, g in zip(pred, gt)]),
+                                            rel=1e-5)
+    assert whole.compute() > metric.compute()  # the whole image holds the band and more
     metric.reset()
     with pytest.raises(ValueError, match="no image"):
         metric.compute()

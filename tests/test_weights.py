@@ -101,10 +101,12 @@ def test_make_kaggle_weights_writes_the_names_that_are_looked_for(monkeypatch, t
     import torchvision.models
     from conftest import ROOT
 
-    encoder = weights.smp_model("Unet", "resnet34", encoder_weights=None).encoder
-    source = tmp_path / "hub-file.safetensors"
-    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(source))
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: str(source))
+    sources = {}
+    for name in ("resnet34", "mobilenet_v2"):  # smp's hub repositories are named <encoder>.<weights>
+        encoder = weights.smp_model("Unet", name, encoder_weights=None).encoder
+        source = sources[f"smp-hub/{name}.imagenet"] = tmp_path / f"hub-{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(source))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo_id, *a, **k: str(sources[repo_id]))
     vgg = torchvision.models.vgg16_bn(weights=None).state_dict()
     monkeypatch.setattr(torchvision.models.VGG16_BN_Weights.IMAGENET1K_V1.__class__, "get_state_dict",
                         lambda self, **kwargs: vgg)
@@ -112,7 +114,8 @@ def test_make_kaggle_weights_writes_the_names_that_are_looked_for(monkeypatch, t
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     written = script.fetch(tmp_path / "kaggle-weights")
-    assert sorted(p.name for p in written) == ["resnet34.imagenet.safetensors", "vgg16_bn-6c64b313.pth"]
+    assert sorted(p.name for p in written) == ["mobilenet_v2.imagenet.safetensors", "resnet34.imagenet.safetensors",
+                                               "vgg16_bn-6c64b313.pth"]
 
     monkeypatch.setattr(runtime, "KAGGLE_INPUT", tmp_path)  # as if attached: /kaggle/input/kaggle-weights/...
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("no download offline"))
@@ -120,3 +123,6 @@ def test_make_kaggle_weights_writes_the_names_that_are_looked_for(monkeypatch, t
     from course_utils.models import VGGEncoder
 
     VGGEncoder("vgg16", pretrained=True)  # the FCN/SegNet encoder of notebook 02, from the attached file
+    from course_utils.models import MODNet
+
+    MODNet("mobilenet_v2", "imagenet")  # notebook 01's MODNet encoder, from the attached file

@@ -67,7 +67,7 @@ from course_utils.datasets import (
     split_names,
 )
 
-TWIN_VERSION = 1
+TWIN_VERSION = 2  # 2: 12 groups (96 portraits), so a smoke epoch has 10 training batches
 SPLITS = ("train", "monitor", "test", "all")
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
 DUPLICATE = "matting_human_half"  # the archive's own folder, copied beside its contents in the Kaggle copy
@@ -498,7 +498,7 @@ def _twin_sample(rng: np.random.Generator, height: int, width: int) -> tuple[np.
 APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(56)  # header of a macOS "._" file
 
 
-def write_twin(root: str | Path, n_groups: int = 6, clips_per_group: int = 2, images_per_clip: int = 4,
+def write_twin(root: str | Path, n_groups: int = 12, clips_per_group: int = 2, images_per_clip: int = 4,
                height: int = 128, width: int = 96, seed: int = 0) -> Path:
     """Write a small AISegment look-alike into ``root`` in the layout of the Kaggle copy; returns ``root``.
 

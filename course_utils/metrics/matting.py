@@ -211,9 +211,13 @@ class MattingErrors:
     ``outputs``: the model's alphas (N, 1, H, W) in [0, 1] at the truth's size (apply the sigmoid in the model;
     logits are refused, not guessed). ``targets``: ``{"alpha": (N, H, W) or (N, 1, H, W), float in [0, 1] or uint8,
     "trimap": optional, same shape, 128 = unknown}``. ``compute()`` returns the mean SAD (lower is better: give
-    ``fit`` ``mode="min"`` when it monitors this metric), ``result()`` the dict of all four means."""
+    ``fit`` ``mode="min"`` when it monitors this metric), ``result()`` the dict of all four means.
 
-    def __init__(self):
+    ``use_trimap=False`` scores whole images even when the targets carry a trimap (a trimap-free model such as
+    MODNet, whose training targets need the trimap for the loss's transition band)."""
+
+    def __init__(self, use_trimap: bool = True):
+        self.use_trimap = use_trimap
         self.reset()
 
     def reset(self) -> None:
@@ -223,7 +227,7 @@ class MattingErrors:
     def update(self, outputs, targets) -> None:
         pred = _batch(outputs, "outputs")
         gt = _batch(targets["alpha"], 'targets["alpha"]')
-        trimap = targets.get("trimap")
+        trimap = targets.get("trimap") if self.use_trimap else None
         trimap = None if trimap is None else _batch(trimap, 'targets["trimap"]')
         if pred.shape != gt.shape or (trimap is not None and trimap.shape != gt.shape):
             raise ValueError(f"outputs {pred.shape}, alpha {gt.shape} and trimap "
