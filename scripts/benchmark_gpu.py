@@ -19,6 +19,7 @@ for the GPU measured, not for a T4 unless measured on one.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import tempfile
@@ -43,6 +44,10 @@ COCO_PANOPTIC = (3750 // 8, 20)  # the 3750 training images of notebook 09's val
 SINTEL = (2 * 640 // 8, 60)  # notebook 08: the 640 frame pairs of Sintel's 14 training scenes, both passes, batch 8
 SHAPENET_PART = (12137 // 32, 60)  # notebook 07: ShapeNet-part's official training list, batch 32
 MODELNET40 = (8859 // 32, 60)  # notebook 07: ModelNet40's 9843 training meshes less a tenth to monitor, batch 32
+# notebook 01: AISegment's 34,425 pairs less a tenth of the groups for testing and a tenth of the rest to monitor
+# (about 27,900 photos: the groups' sizes are not documented), batch 16
+AISEGMENT_MODNET = (27900 // 16, 10)
+AISEGMENT_DIM = (27900 // 16, 6)
 
 
 @dataclass
@@ -179,6 +184,30 @@ def cases_09():
     return {"Panoptic-DeepLab R34": Case(build, (x, target), panoptic_loss, (8, 3, 512, 512), COCO_PANOPTIC)}
 
 
+def cases_01():
+    """Notebook 01's three models at its full-mode shapes: MODNet on 512x384 portraits, the two Deep Image Matting
+    networks (VGG16-BN) on 320x320 crops, evaluated on whole 512x384 portraits."""
+    from course_utils.models.matting import DeepImageMatting, MODNet, dim_loss, modnet_loss
+
+    def targets(n, h, w):
+        trimap = torch.where(torch.rand(n, h, w) < 0.3, 128, 255 * (torch.rand(n, h, w) < 0.5)).to(torch.uint8)
+        return {"alpha": torch.rand(n, h, w), "trimap": trimap, "image": torch.randn(n, 3, h, w)}
+
+    portraits = (torch.randn(16, 3, 512, 384), targets(16, 512, 384))
+    crops = targets(16, 320, 320)
+    with_trimap = (torch.randn(16, 4, 320, 320), crops)
+    without = (torch.randn(16, 3, 320, 320), crops)
+    whole = targets(16, 512, 384)
+    return {"MODNet (MobileNetV2, hr_channels 32)": Case(lambda: MODNet("mobilenet_v2"), portraits, modnet_loss,
+                                                         (1, 3, 512, 384), AISEGMENT_MODNET),
+            "Deep Image Matting (VGG16-BN), image + trimap": Case(
+                DeepImageMatting, with_trimap, dim_loss, (1, 4, 512, 384), AISEGMENT_DIM,
+                val_batch=(torch.randn(16, 4, 512, 384), whole)),
+            "Deep Image Matting (VGG16-BN), image only": Case(
+                lambda: DeepImageMatting(with_trimap=False), without, functools.partial(dim_loss, unknown_only=False),
+                (1, 3, 512, 384), AISEGMENT_DIM, val_batch=(torch.randn(16, 3, 512, 384), whole))}
+
+
 def cases_07():
     from course_utils.models.pointnet import PointNet2PartSeg, PointNetClassifier, PointNetPartSeg, pointnet_loss
 
@@ -237,7 +266,7 @@ def measure_inference(name: str, model: nn.Module, input_shape: tuple[int, ...],
             "peak GiB": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)}
 
 
-CASES = {"02": cases_02, "03": cases_03, "04": cases_04, "06": cases_06, "07": cases_07, "08": cases_08,
+CASES = {"01": cases_01, "02": cases_02, "03": cases_03, "04": cases_04, "06": cases_06, "07": cases_07, "08": cases_08,
          "09": cases_09}
 INFERENCE = {"08": inference_08}
 
