@@ -159,7 +159,7 @@ def _save(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def _load(path: Path) -> dict:
+def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint with ``weights_only=True``: tensors, numbers, strings, lists and dicts only.
 
     A checkpoint is a pickle, and unpickling arbitrary objects can run code; a ``last.pt`` found in
@@ -299,7 +299,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
     history: list[dict] = []
     best, best_weights, bad_epochs, stopped = None, None, 0, False
     if resume and last_path.is_file():
-        state = _load(last_path)
+        state = load_checkpoint(last_path)
         _check_resume(last_path, state, settings, epochs)
         try:
             model.load_state_dict(state["model"])
@@ -313,7 +313,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
         _set_rng_state(state["rng"])
         history, best, bad_epochs, stopped = state["history"], state["best"], state["bad_epochs"], state["stopped"]
         if best_path.is_file():
-            best_weights = _load(best_path)
+            best_weights = load_checkpoint(best_path)
         print(f"resuming from {last_path}: {len(history)}/{epochs} epochs done")
     else:  # a fresh run must not mix with an old one; remove only our own files
         last_path.unlink(missing_ok=True)
