@@ -72,10 +72,11 @@ class SelfCorrection:
 
     - ``aggregate(model, loader)`` at the end of a cycle: the weights join the running average, and the averaged
       model's BatchNorm statistics are re-estimated over ``loader`` (its batches' first element are the images).
-    - ``loss(outputs, targets)``: the ``loss_fn`` for ``fit``. ``targets`` holds ``"label"`` (N, H, W) ids with
-      ``ignore_index``, and ``"image"``, the network's input, which the averaged model predicts from. Before the
-      first snapshot it is the cross-entropy with the labels; after it, the soft cross-entropy with the refined
-      targets.
+    - ``loss(outputs, targets)``: the ``loss_fn`` for ``fit``. In training ``targets`` is a dict with ``"label"``
+      (N, H, W) ids (``ignore_index`` ignored) and ``"image"``, the network's input, which the averaged model
+      predicts from: before the first snapshot the loss is the cross-entropy with the labels, after it the soft
+      cross-entropy with the refined targets. A plain label tensor (a validation loader's, which ``MeanIoU`` also
+      reads) always gives the cross-entropy with the labels.
     - ``state_dict``/``load_state_dict``, or ``save``/``load``, to resume after a restart.
     """
 
@@ -104,9 +105,9 @@ class SelfCorrection:
         weight = 1 / (self.snapshots + 1)
         return torch.softmax((1 - weight) * logits + weight * one_hot, dim=1)
 
-    def loss(self, outputs: torch.Tensor, targets: dict) -> torch.Tensor:
-        labels = targets["label"].long()
-        if self.snapshots == 0 or not outputs.requires_grad:  # validation is always scored on the given labels
+    def loss(self, outputs: torch.Tensor, targets: dict | torch.Tensor) -> torch.Tensor:
+        labels = (targets if isinstance(targets, torch.Tensor) else targets["label"]).long()
+        if isinstance(targets, torch.Tensor) or self.snapshots == 0:
             return F.cross_entropy(outputs.float(), labels, ignore_index=self.ignore_index)
         soft = self.refined_targets(targets["image"], labels)
         valid = (labels != self.ignore_index).float()

@@ -342,8 +342,8 @@ def _twin_person(rng: np.random.Generator, height: int, width: int) -> tuple[np.
         # LIP labels trousers as Pants and bare skin as the leg: long trousers, shorts, or bare legs under a skirt
         upper = (skin, leg) if skirt else (trousers, PANTS)
         lower = (trousers, PANTS) if not skirt and rng.random() < 0.7 else (skin, leg)
-        _limb(image, label, hip, knee, max(2, int(9 * s)), upper[0], upper[1])
-        _limb(image, label, knee, foot, max(2, int(8 * s)), lower[0], lower[1])
+        _limb(image, label, hip, knee, max(2, int(12 * s)), upper[0], upper[1])
+        _limb(image, label, knee, foot, max(2, int(11 * s)), lower[0], lower[1])
         cv2.ellipse(image, (foot[0] + int(3 * s * sign), foot[1]), (max(2, int(6 * s)), max(1, int(3 * s))), 0, 0, 360,
                     shoes, -1)
         cv2.ellipse(label, (foot[0] + int(3 * s * sign), foot[1]), (max(2, int(6 * s)), max(1, int(3 * s))), 0, 0, 360,
@@ -365,8 +365,8 @@ def _twin_person(rng: np.random.Generator, height: int, width: int) -> tuple[np.
         elbow = (shoulder[0] + int(np.sin(angle) * 16 * s * sign), shoulder[1] + int(np.cos(angle) * 16 * s))
         angle2 = angle + np.deg2rad(rng.uniform(-40, 50))
         hand = (elbow[0] + int(np.sin(angle2) * 16 * s * sign), elbow[1] + int(np.cos(angle2) * 16 * s))
-        _limb(image, label, shoulder, elbow, max(2, int(8 * s)), shirt, UPPER)
-        _limb(image, label, elbow, hand, max(2, int(6 * s)), skin, arm)
+        _limb(image, label, shoulder, elbow, max(2, int(11 * s)), shirt, UPPER)
+        _limb(image, label, elbow, hand, max(2, int(9 * s)), skin, arm)
 
     # neck and head: a face seen from the front, or the back of the head covered by hair
     head, radius = p(0, 16), max(3, int(11 * s))
