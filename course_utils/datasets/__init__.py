@@ -132,6 +132,15 @@ def carve_monitor(names: list[str], split: str, monitor_fraction: float, seed: i
     return train, f"{source} less a seeded {monitor_fraction:.0%} to monitor"
 
 
+def check_monitor_fraction(split: str, monitor_fraction: float, what: str) -> None:
+    """Refuse a ``monitor_fraction`` outside [0, 1), and ``split="monitor"`` without one; ``what`` names what the
+    monitor split holds out ("training images", "train sequences")."""
+    if not 0 <= monitor_fraction < 1:
+        raise ValueError(f"monitor_fraction must be in [0, 1), not {monitor_fraction}")
+    if split == "monitor" and monitor_fraction == 0:
+        raise ValueError(f"split='monitor' needs monitor_fraction > 0 (the share of the {what} to hold out)")
+
+
 def split_names(names: list[str], split: str, held_out_fraction: float, monitor_fraction: float, seed: int,
                 held_out: str = "test", what: str = "images") -> tuple[list[str], str]:
     """``(names of the split, how it was chosen)`` for a dataset without an official split: ``"all"``; the held-out

@@ -59,6 +59,7 @@ from torch.utils.data import Dataset
 
 from course_utils.datasets import (
     DatasetInfo,
+    check_monitor_fraction,
     find_folder,
     read_image,
     read_unchanged,
@@ -326,10 +327,7 @@ class AISegment(Dataset):
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
         if not 0 < test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), not {test_fraction}")
-        if not 0 <= monitor_fraction < 1:
-            raise ValueError(f"monitor_fraction must be in [0, 1), not {monitor_fraction}")
-        if split == "monitor" and monitor_fraction == 0:
-            raise ValueError("split='monitor' needs monitor_fraction > 0 (the share of training groups to hold out)")
+        check_monitor_fraction(split, monitor_fraction, "training groups")
         self.folder = find_dataset_folder(root)
         self.transform, self.size, self.trimap_band = transform, size, trimap_band
         every = find_pairs(self.folder)

@@ -56,6 +56,7 @@ from torch.utils.data import Dataset
 from course_utils.datasets import (
     DamagedFileError,
     DatasetInfo,
+    check_monitor_fraction,
     find_folder,
     read_image,
     report_unused,
@@ -404,11 +405,9 @@ class CocoPanoptic(Dataset):
                  monitor_fraction: float = MONITOR_FRACTION, seed: int = 0, ignore_crowd: bool = False):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-        if not 0 < test_fraction < 1 or not 0 <= monitor_fraction < 1:
-            raise ValueError(f"test_fraction must be in (0, 1) and monitor_fraction in [0, 1), not {test_fraction} "
-                             f"and {monitor_fraction}")
-        if split == "monitor" and monitor_fraction == 0:
-            raise ValueError("split='monitor' needs monitor_fraction > 0")
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), not {test_fraction}")
+        check_monitor_fraction(split, monitor_fraction, "training images")
         base = find_annotation_folder(root)
         self.json_path = base / ANNOTATION_FILE
         content = read_annotations(self.json_path)

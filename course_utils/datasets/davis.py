@@ -33,7 +33,14 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from course_utils.datasets import DatasetInfo, carve_monitor, find_folder, read_image, report_unused
+from course_utils.datasets import (
+    DatasetInfo,
+    carve_monitor,
+    check_monitor_fraction,
+    find_folder,
+    read_image,
+    report_unused,
+)
 
 VOID = 255
 TWIN_VERSION = 1
@@ -136,11 +143,7 @@ class Davis(Dataset):
                  monitor_fraction: float = MONITOR_FRACTION, seed: int = 0):
         if resolution not in RESOLUTIONS:
             raise ValueError(f"resolution must be one of {RESOLUTIONS}, not {resolution!r}")
-        if not 0 <= monitor_fraction < 1:
-            raise ValueError(f"monitor_fraction must be in [0, 1), not {monitor_fraction}")
-        if split == "monitor" and monitor_fraction == 0:
-            raise ValueError("split='monitor' needs monitor_fraction > 0 (the share of the train sequences to hold "
-                             "out)")
+        check_monitor_fraction(split, monitor_fraction, "train sequences")
         self.root = find_davis_root(root)
         self.split, self.resolution = split, resolution
         self.frame_dir = self.root / "JPEGImages" / resolution

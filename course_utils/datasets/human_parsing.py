@@ -60,6 +60,7 @@ from course_utils.datasets import (
     DamagedFileError,
     DatasetInfo,
     carve_monitor,
+    check_monitor_fraction,
     find_folder,
     read_image,
     report_unused,
@@ -252,6 +253,7 @@ class HumanParsing(Dataset):
                  monitor_fraction: float = 0.1, seed: int = 0):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+        check_monitor_fraction(split, monitor_fraction, "official training list")
         self.root = Path(root)
         self.layout = find_layout(self.root)
         self.labels = LIP if self.layout == "lip" else CIHP

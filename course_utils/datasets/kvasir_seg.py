@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from course_utils.datasets import (
     DatasetInfo,
     carve_monitor,
+    check_monitor_fraction,
     find_folder,
     read_grey,
     read_image,
@@ -111,10 +112,7 @@ class KvasirSeg(Dataset):
                  val_fraction: float = 0.12, seed: int = 0, monitor_fraction: float = 0.0):
         if split not in ("train", "val", "monitor", "all"):
             raise ValueError(f"split must be 'train', 'val', 'monitor' or 'all', not {split!r}")
-        if not 0 <= monitor_fraction < 1:
-            raise ValueError(f"monitor_fraction must be in [0, 1), not {monitor_fraction}")
-        if split == "monitor" and monitor_fraction == 0:
-            raise ValueError("split='monitor' needs monitor_fraction > 0 (the share of the training ids to hold out)")
+        check_monitor_fraction(split, monitor_fraction, "training ids")
         self.root = Path(root)
         self.image_root = find_image_root(self.root)
         self.transform = transform

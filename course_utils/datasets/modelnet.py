@@ -50,7 +50,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from course_utils.datasets import DatasetInfo, find_folder, report_unused, seeded_split, write_atomic
+from course_utils.datasets import (
+    DatasetInfo,
+    check_monitor_fraction,
+    find_folder,
+    report_unused,
+    seeded_split,
+    write_atomic,
+)
 from course_utils.datasets.point_sets import PointAugment, normalise
 
 TWIN_VERSION = 1
@@ -282,10 +289,7 @@ class ModelNet(Dataset):
                  normals: bool = False):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-        if not 0 <= monitor_fraction < 1:
-            raise ValueError(f"monitor_fraction must be in [0, 1), not {monitor_fraction}")
-        if split == "monitor" and monitor_fraction == 0:
-            raise ValueError("split='monitor' needs monitor_fraction > 0 (the share of training meshes to hold out)")
+        check_monitor_fraction(split, monitor_fraction, "training meshes")
         self.base = find_modelnet_root(root)
         self.n_points, self.seed, self.transform, self.normals = n_points, seed, transform, normals
         folders = sorted(p for p in self.base.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -52,6 +52,7 @@ from torchvision.transforms.v2 import functional as F
 from course_utils.datasets import (
     DamagedFileError,
     DatasetInfo,
+    check_monitor_fraction,
     find_folder,
     read_image,
     report_unused,
@@ -200,11 +201,7 @@ class PennFudan(Dataset):
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), not {val_fraction}")
-        if not 0 <= monitor_fraction < 1:
-            raise ValueError(f"monitor_fraction must be in [0, 1), not {monitor_fraction}")
-        if split == "monitor" and monitor_fraction == 0:
-            raise ValueError("split='monitor' needs monitor_fraction > 0 (the share of the training images to "
-                             "hold out)")
+        check_monitor_fraction(split, monitor_fraction, "training images")
         self.folder = find_dataset_folder(root)
         self.transform = transform
         images = _png_names(self.folder / "PNGImages")
