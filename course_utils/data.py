@@ -41,6 +41,7 @@ from course_utils.datasets import (
     camvid,
     coco_panoptic,
     davis,
+    human_parsing,
     kitti_flow,
     kvasir_seg,
     modelnet,
@@ -55,8 +56,8 @@ except ImportError:  # Windows
     fcntl = None
 
 # Every dataset declares its entry (``INFO``) in its own module, beside its loader and twin.
-MODULES = (aisegment, kvasir_seg, camvid, brats, pennfudan, coco_panoptic, sintel, kitti_flow, davis, shapenet_part,
-           modelnet)
+MODULES = (aisegment, kvasir_seg, camvid, brats, human_parsing, pennfudan, coco_panoptic, sintel, kitti_flow, davis,
+           shapenet_part, modelnet)
 REGISTRY: dict[str, DatasetInfo] = {module.INFO.name: module.INFO for module in MODULES}
 # A dataset that comes as several archives (COCO panoptic: the photos and the annotations) lists them there too,
 # as ``ARCHIVES = {folder: (url, sha256)}``: each is downloaded and unpacked into that folder of data/<name>/.
@@ -251,6 +252,8 @@ def _not_found_message(ds: DatasetInfo, problems: list[str], kaggle_input: Path 
         urls = [url for url, _ in archives(ds).values()]
         lines.append(f"  * download {' and '.join(urls)}, unzip {'it' if len(urls) == 1 else 'them into one folder'} "
                      f"and pass the folder: locate('{ds.name}', path=...) or set COURSE_DATA_DIR;")
+    if ds.manual:
+        lines.append(f"  * {ds.manual};")
     lines.append("  * or run with COURSE_SMOKE=1 to use the small synthetic twin (a quick check, not real results).")
     return "\n".join(lines)
 

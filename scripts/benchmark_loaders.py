@@ -55,6 +55,24 @@ def kvasir_seg(root: Path) -> tuple[Dataset, int]:
     return KvasirSeg(root, "train", transform=tf), 16
 
 
+def lip(root: Path) -> tuple[Dataset, int]:
+    """Notebook 05's training: LIP person crops resized (longest side) and padded to 384x384, scaled and turned,
+    flipped with the left/right labels swapped, and jittered."""
+    import albumentations as A
+    import cv2
+    from albumentations.pytorch import ToTensorV2
+
+    from course_utils.datasets.human_parsing import LIP, HumanParsing, LeftRightFlip
+
+    tf = A.Compose([A.LongestMaxSize(384), A.PadIfNeeded(384, 384, border_mode=cv2.BORDER_CONSTANT, fill=0,
+                                                           fill_mask=255),
+                    A.Affine(scale=(0.75, 1.25), rotate=(-30, 30), p=0.6, border_mode=cv2.BORDER_CONSTANT, fill=0,
+                             fill_mask=255),
+                    LeftRightFlip(LIP), A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+                    A.Normalize(), ToTensorV2()], seed=0)
+    return HumanParsing(root, "train", transform=tf), 16
+
+
 def camvid(root: Path) -> tuple[Dataset, int]:
     import albumentations as A
     from albumentations.pytorch import ToTensorV2
@@ -157,13 +175,15 @@ def modelnet40(root: Path) -> tuple[Dataset, int]:
 
 
 PIPELINES: dict[str, Callable[[Path], tuple]] = {
-    "aisegment": aisegment, "kvasir_seg": kvasir_seg, "camvid": camvid, "brats2020": brats2020, "pennfudan": pennfudan,
+    "aisegment": aisegment, "kvasir_seg": kvasir_seg, "camvid": camvid, "brats2020": brats2020, "lip": lip,
+    "pennfudan": pennfudan,
     "coco_panoptic": coco_panoptic, "sintel": sintel, "kitti_flow": kitti_flow, "davis2017": davis2017,
     "shapenet_part": shapenet_part, "modelnet40": modelnet40}
 REAL_SIZE_TWINS = {"aisegment": {"n_groups": 4, "clips_per_group": 1, "images_per_clip": 8, "height": 800,
                                  "width": 600},  # 16 training photos: one batch
                    "kvasir_seg": {}, "camvid": {"size": (960, 720), "counts": {"train": 24}},
                    "brats2020": {"case_numbers": (1, 2, 3, 4), "shape": (240, 240, 155), "compressed": True},
+                   "lip": {"n_train": 40, "n_val": 1, "scale": 3.0},  # person crops 336-432 px tall
                    "pennfudan": {"scale": 3.0}, "coco_panoptic": {"n_images": 24, "size": (480, 640)},
                    "sintel": {"n_scenes": 8, "n_frames": 4, "size": (436, 1024)}, "kitti_flow": {"scale": 7.8},
                    "davis2017": {"n_train": 1, "n_val": 2, "size": (480, 854)},

@@ -21,7 +21,8 @@ def test_benchmark_reports_samples_per_second_on_a_small_twin(name, tmp_path, mo
     monkeypatch.setenv("COURSE_DERIVED_DIR", str(tmp_path / "derived"))
     small = {"aisegment": {"n_groups": 4, "clips_per_group": 1, "images_per_clip": 8},  # 16 training photos
              "kvasir_seg": {"n_images": 20, "n_val": 2}, "camvid": {"size": (240, 180), "counts": {"train": 10}},
-             "brats2020": {"case_numbers": (1, 2), "shape": (48, 48, 40)}, "pennfudan": {"n_images": 8},
+             "brats2020": {"case_numbers": (1, 2), "shape": (48, 48, 40)}, "lip": {"n_train": 20, "n_val": 1},
+             "pennfudan": {"n_images": 8},
              "coco_panoptic": {"n_images": 12},  # 12: a training split of at least one batch
              "sintel": {"n_scenes": 8, "n_frames": 3, "size": (384, 768)},  # 10 training pairs: a batch of 8
              "kitti_flow": {"n_pairs": 2, "n_test": 0}, "davis2017": {"n_train": 1, "n_val": 1},

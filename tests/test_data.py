@@ -89,7 +89,7 @@ def zip_folder(folder: Path, archive: Path) -> str:
 def test_registry_entries_are_complete():
     for name, ds in data.REGISTRY.items():
         assert ds.name == name and ds.title and ds.marker and ds.licence and ds.citation
-        assert ds.kaggle or ds.url, f"{name} has no way to be downloaded"
+        assert ds.kaggle or ds.url or ds.manual, f"{name} has no way to be downloaded or got by hand"
         assert any((ROOT / "notebooks").glob(f"{ds.notebook}_*.ipynb")), f"{name}: no notebook {ds.notebook}"
 
 
@@ -169,6 +169,15 @@ def test_not_found_error_lists_every_way_to_get_the_data(no_downloads):
     for needle in ("debeshjha1/kvasirseg", "Add Input", "kaggle.json", "kvasir-seg.zip", "COURSE_DATA_DIR",
                    "COURSE_SMOKE=1", "no network in this test"):
         assert needle in message
+
+
+def test_a_dataset_without_a_download_says_how_to_get_it_by_hand(no_downloads):
+    with pytest.raises(data.DataNotFoundError) as error:
+        data.locate("lip", kaggle_input=Path("/nonexistent"))
+    message = str(error.value)
+    for needle in ("sysu-hcp.net/lip", "TrainVal_parsing_annotations.zip", "private dataset", "COURSE_SMOKE=1"):
+        assert needle in message
+    assert "kagglehub" not in message  # no Kaggle copy to offer
 
 
 def test_unknown_dataset():

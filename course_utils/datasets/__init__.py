@@ -32,6 +32,7 @@ class DatasetInfo:
     sha256: str | None = None  # of the archive at `url`, where it is published or was measured
     licence: str = ""
     citation: str = ""
+    manual: str = ""  # how to get it by hand, where there is no Kaggle copy or archive to download
     write_twin: Callable[[Path], None] | None = None
     twin_version: int = 0  # bump when the twin writer changes so cached twins are rewritten
 

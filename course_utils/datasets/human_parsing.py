@@ -67,7 +67,7 @@ from course_utils.datasets import (
     reseed,
 )
 
-TWIN_VERSION = 1
+TWIN_VERSION = 2
 IGNORE_INDEX = 255  # padding and unlabelled pixels, ignored by the loss and the metric
 SPLITS = ("train", "monitor", "val")
 
@@ -271,12 +271,18 @@ class HumanParsing(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int):
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item ``index`` as stored, before any transform: the photo (H, W, 3) uint8 RGB and its label (H, W) uint8
+        ids. Override it to change what the transform sees (simulated annotation errors in notebook 05)."""
         sample = self.samples[index]
         image, label = read_image(sample.image), read_label(sample.label, self.labels)
         if image.shape[:2] != label.shape:
             raise ValueError(f"{sample.label} is {label.shape[1]}x{label.shape[0]} but its photo {sample.image.name} "
                              f"is {image.shape[1]}x{image.shape[0]}; a label must cover its photo pixel for pixel")
+        return image, label
+
+    def __getitem__(self, index: int):
+        image, label = self.load(index)
         if self.transform is None:
             return torch.from_numpy(image).permute(2, 0, 1).float() / 255, torch.from_numpy(label).long()
         reseed(self.transform)
@@ -288,6 +294,7 @@ class HumanParsing(Dataset):
 
 SKIN = np.array([[241, 204, 177], [224, 172, 138], [198, 134, 99], [141, 85, 60], [92, 58, 43]], np.float32)
 HAIR = np.array([[20, 16, 14], [60, 38, 25], [110, 70, 40], [200, 160, 100]], np.float32)
+FACING_SHARE = 0.8  # most people face the camera, as in most photos of people; the rest are turned away
 HAT, HAIR_ID, UPPER, PANTS, SKIRT, FACE = 1, 2, 5, 9, 12, 13
 LEFT_ARM, RIGHT_ARM, LEFT_LEG, RIGHT_LEG, LEFT_SHOE, RIGHT_SHOE = 14, 15, 16, 17, 18, 19
 
@@ -322,7 +329,7 @@ def _twin_person(rng: np.random.Generator, height: int, width: int) -> tuple[np.
     (hair covers the head: the person's left on the image's left), over clutter. Returns photo and label."""
     image = _background(rng, height, width)
     label = np.zeros((height, width), np.uint8)
-    facing = rng.random() < 0.5
+    facing = rng.random() < FACING_SHARE
     s = height / 128 * rng.uniform(0.85, 1.05)  # person scale (128 px tall photos hold a person of ~110 px)
     cx = width / 2 + rng.uniform(-0.12, 0.12) * width
     top = rng.uniform(0.03, 0.08) * height
@@ -336,6 +343,7 @@ def _twin_person(rng: np.random.Generator, height: int, width: int) -> tuple[np.
     leg_side = {LEFT_LEG: side[LEFT_ARM], RIGHT_LEG: side[RIGHT_ARM]}
     shoe_of = {LEFT_LEG: LEFT_SHOE, RIGHT_LEG: RIGHT_SHOE}
     skirt = rng.random() < 0.3
+    shorts = not skirt and rng.random() < 0.5  # bare lower legs under trousers cut at the knee
 
     # legs (behind the torso), then shoes
     for leg, sign in leg_side.items():
@@ -343,7 +351,7 @@ def _twin_person(rng: np.random.Generator, height: int, width: int) -> tuple[np.
         knee = p((7 + rng.uniform(-2, 4)) * sign, 84)
         # LIP labels trousers as Pants and bare skin as the leg: long trousers, shorts, or bare legs under a skirt
         upper = (skin, leg) if skirt else (trousers, PANTS)
-        lower = (trousers, PANTS) if not skirt and rng.random() < 0.7 else (skin, leg)
+        lower = (skin, leg) if skirt or shorts else (trousers, PANTS)
         _limb(image, label, hip, knee, max(2, int(12 * s)), upper[0], upper[1])
         _limb(image, label, knee, foot, max(2, int(11 * s)), lower[0], lower[1])
         cv2.ellipse(image, (foot[0] + int(3 * s * sign), foot[1]), (max(2, int(6 * s)), max(1, int(3 * s))), 0, 0, 360,
@@ -360,15 +368,19 @@ def _twin_person(rng: np.random.Generator, height: int, width: int) -> tuple[np.
     cv2.fillPoly(image, [torso], shirt)
     cv2.fillPoly(label, [torso], UPPER)
 
-    # arms: sleeve (upper clothes) then bare forearm, at random angles
+    # arms at random angles: bare skin (the arm's label) below a sleeve (upper clothes) that ends at the elbow or,
+    # for a short-sleeved shirt, just below the shoulder
+    short_sleeves = rng.random() < 0.7
     for arm, sign in side.items():
         shoulder = p(15 * sign, 31)
         angle = np.deg2rad(rng.uniform(5, 60))
         elbow = (shoulder[0] + int(np.sin(angle) * 16 * s * sign), shoulder[1] + int(np.cos(angle) * 16 * s))
         angle2 = angle + np.deg2rad(rng.uniform(-40, 50))
         hand = (elbow[0] + int(np.sin(angle2) * 16 * s * sign), elbow[1] + int(np.cos(angle2) * 16 * s))
-        _limb(image, label, shoulder, elbow, max(2, int(11 * s)), shirt, UPPER)
-        _limb(image, label, elbow, hand, max(2, int(9 * s)), skin, arm)
+        cuff = ((shoulder[0] * 2 + elbow[0]) // 3, (shoulder[1] * 2 + elbow[1]) // 3) if short_sleeves else elbow
+        _limb(image, label, shoulder, elbow, max(2, int(12 * s)), skin, arm)
+        _limb(image, label, shoulder, cuff, max(2, int(13 * s)), shirt, UPPER)
+        _limb(image, label, elbow, hand, max(2, int(11 * s)), skin, arm)
 
     # neck and head: a face seen from the front, or the back of the head covered by hair
     head, radius = p(0, 16), max(3, int(11 * s))
@@ -395,15 +407,16 @@ def _twin_person(rng: np.random.Generator, height: int, width: int) -> tuple[np.
 
 
 def write_twin(root: str | Path, n_train: int = 64, n_val: int = 24, seed: int = 0,
-               layout: str = "lip") -> Path:
+               layout: str = "lip", scale: float = 1.0) -> Path:
     """Write a small LIP look-alike into ``root`` in LIP's official layout (``layout="cihp"``: CIHP's); returns
     ``root``.
 
     LIP: ``TrainVal_images/{train,val}_images/<id>.jpg`` with ``TrainVal_images/{train,val}_id.txt`` and
     ``TrainVal_parsing_annotations/{train,val}_segmentations/<id>.png`` (8-bit single-channel ids, LIP's label set),
     ids like LIP's (``100034_483681``), photos of varied sizes around 96 x 128 (LIP's are person crops of any size),
-    one of them a greyscale JPEG. People face the camera or turn away, so left and right must be read from the face.
-    Deterministic for a given ``seed``.
+    one of them a greyscale JPEG (``scale`` multiplies the sizes: larger photos for timing a loader). Most people
+    face the camera, some are turned away, so left and right must be read from the face. Deterministic for a given
+    ``seed``.
     """
     if layout not in ("lip", "cihp"):
         raise ValueError(f"layout must be 'lip' or 'cihp', not {layout!r}")
@@ -420,7 +433,7 @@ def write_twin(root: str | Path, n_train: int = 64, n_val: int = 24, seed: int =
         labels.mkdir(parents=True, exist_ok=True)
         ids = []
         for k in range(count):
-            height = int(rng.integers(112, 145))
+            height = int(rng.integers(112, 145) * scale)
             width = int(round(height * rng.uniform(0.62, 0.8)))
             photo, label = _twin_person(rng, height, width)
             name = (f"{rng.integers(1000, 600000)}_{rng.integers(100000, 2200000)}" if layout == "lip"
@@ -446,4 +459,8 @@ INFO = DatasetInfo(
              "New Benchmark for Human Parsing, CVPR 2017",
     write_twin=write_twin,
     twin_version=TWIN_VERSION,
+    manual="LIP has no verified Kaggle copy or direct archive: follow the download links on sysu-hcp.net/lip (Google "
+           "Drive or Baidu), unzip TrainVal_images.zip and TrainVal_parsing_annotations.zip into one folder and pass "
+           "it: locate('lip', path=...) or COURSE_DATA_DIR; on Kaggle, upload that folder as a private dataset and "
+           "attach it (CIHP's instance-level_human_parsing folder is read too)",
 )
