@@ -48,6 +48,7 @@ MODELNET40 = (8859 // 32, 60)  # notebook 07: ModelNet40's 9843 training meshes 
 # (about 27,900 photos: the groups' sizes are not documented), batch 16
 AISEGMENT_MODNET = (27900 // 16, 10)
 AISEGMENT_DIM = (27900 // 16, 6)
+LIP = (27416 // 16, 24)  # notebook 05: LIP's 30,462 training photos less a tenth to monitor, batch 16; 3 runs' epochs
 
 
 @dataclass
@@ -141,6 +142,17 @@ def cases_04():
 
 def _first(out):
     return out[0] if isinstance(out, tuple) else out
+
+
+def cases_05():
+    from course_utils import weights
+
+    def loss_fn(logits, labels):
+        return F.cross_entropy(logits, labels, ignore_index=255)
+
+    build = lambda: weights.smp_model("Unet", "resnet50", None, classes=20,  # noqa: E731
+                                      decoder_channels=(256, 128, 64, 32, 16))
+    return {"unet_resnet50": semantic_case(build, 16, (384, 384), 20, loss_fn, LIP, channels_last=True)}
 
 
 def cases_06():
@@ -266,8 +278,8 @@ def measure_inference(name: str, model: nn.Module, input_shape: tuple[int, ...],
             "peak GiB": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)}
 
 
-CASES = {"01": cases_01, "02": cases_02, "03": cases_03, "04": cases_04, "06": cases_06, "07": cases_07, "08": cases_08,
-         "09": cases_09}
+CASES = {"01": cases_01, "02": cases_02, "03": cases_03, "04": cases_04, "05": cases_05, "06": cases_06, "07": cases_07,
+         "08": cases_08, "09": cases_09}
 INFERENCE = {"08": inference_08}
 
 
