@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 CONSTRAINTS := constraints.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lab lint constraints kaggle-wheels kaggle-weights clean
+.PHONY: run test lab lint constraints kaggle kaggle-wheels kaggle-weights clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ kaggle-wheels: $(STAMP)
 	$(BIN)/python -m pip download --quiet --no-deps -c $(CONSTRAINTS) -d dist/kaggle \
 		segmentation-models-pytorch pooch kagglehub monai pymatting
 	@ls dist/kaggle
+
+## make kaggle [OWNER=you] [PUSH=1]: build/kaggle/, a folder per notebook for `kaggle kernels push` and the course
+## kit (wheels + weights) for `kaggle datasets`; PUSH=1 uploads the kit and pushes the notebooks (needs credentials)
+kaggle: kaggle-wheels
+	$(if $(PUSH),$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[publish]")
+	$(BIN)/python scripts/kaggle_publish.py $(if $(OWNER),--owner $(OWNER)) $(if $(PUSH),--push)
 
 ## make kaggle-weights: dist/kaggle-weights/ (needs Internet) to upload as a Kaggle dataset, for full mode offline
 kaggle-weights: $(STAMP)

@@ -16,8 +16,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 # What the notebooks load in full mode: (smp encoder, weights) pairs and torchvision weights enum names.
-SMP_ENCODERS = [("resnet34", "imagenet"), ("mobilenet_v2", "imagenet")]  # notebooks 02 and 03; 01 (MODNet)
-TORCHVISION = ["VGG16_BN_Weights.IMAGENET1K_V1"]  # notebook 02's FCN and SegNet encoders, 01's Deep Image Matting
+SMP_ENCODERS = [("resnet34", "imagenet"),  # notebooks 02, 03 and 09
+                ("mobilenet_v2", "imagenet"),  # notebook 01 (MODNet)
+                ("resnet50", "imagenet")]  # notebook 05
+TORCHVISION = ["VGG16_BN_Weights.IMAGENET1K_V1",  # notebook 02's FCN and SegNet encoders, 01's Deep Image Matting
+               "MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1",  # notebook 06
+               "Raft_Large_Weights.C_T_V2"]  # notebook 08
 
 
 def fetch(target: Path) -> list[Path]:
@@ -33,8 +37,7 @@ def fetch(target: Path) -> list[Path]:
         source = hf_hub_download(settings["repo_id"], "model.safetensors", revision=settings["revision"])
         written.append(Path(shutil.copy(source, target / f"{encoder}.{weights}.safetensors")))
     for name in TORCHVISION:
-        enum_name, member = name.split(".")
-        weights = getattr(getattr(torchvision.models, enum_name), member)
+        weights = torchvision.models.get_weight(name)  # finds detection and optical-flow weights too
         path = target / Path(urlparse(weights.url).path).name
         torch.save(weights.get_state_dict(progress=True, check_hash=True), path)
         written.append(path)

@@ -1,6 +1,8 @@
 """Pretrained weights: found offline first, a clear error when they can be neither found nor downloaded."""
 
 import urllib.error
+from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import torch
@@ -102,7 +104,7 @@ def test_make_kaggle_weights_writes_the_names_that_are_looked_for(monkeypatch, t
     from conftest import ROOT
 
     sources = {}
-    for name in ("resnet34", "mobilenet_v2"):  # smp's hub repositories are named <encoder>.<weights>
+    for name in ("resnet34", "mobilenet_v2", "resnet50"):  # smp's hub repositories are named <encoder>.<weights>
         encoder = weights.smp_model("Unet", name, encoder_weights=None).encoder
         source = sources[f"smp-hub/{name}.imagenet"] = tmp_path / f"hub-{name}.safetensors"
         save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(source))
@@ -110,12 +112,19 @@ def test_make_kaggle_weights_writes_the_names_that_are_looked_for(monkeypatch, t
     vgg = torchvision.models.vgg16_bn(weights=None).state_dict()
     monkeypatch.setattr(torchvision.models.VGG16_BN_Weights.IMAGENET1K_V1.__class__, "get_state_dict",
                         lambda self, **kwargs: vgg)
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
+    from torchvision.models.optical_flow import Raft_Large_Weights
+
+    others = [MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1, Raft_Large_Weights.C_T_V2]  # notebooks 06 and 08
+    for enum in others:  # their contents are not loaded here: only the file names are checked
+        monkeypatch.setattr(enum.__class__, "get_state_dict", lambda self, **kwargs: {"w": torch.zeros(1)})
     spec = importlib.util.spec_from_file_location("fetch_weights", ROOT / "scripts" / "fetch_weights.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     written = script.fetch(tmp_path / "kaggle-weights")
-    assert sorted(p.name for p in written) == ["mobilenet_v2.imagenet.safetensors", "resnet34.imagenet.safetensors",
-                                               "vgg16_bn-6c64b313.pth"]
+    assert sorted(p.name for p in written) == sorted(
+        ["mobilenet_v2.imagenet.safetensors", "resnet34.imagenet.safetensors", "resnet50.imagenet.safetensors",
+         "vgg16_bn-6c64b313.pth", *(Path(urlparse(enum.url).path).name for enum in others)])
 
     monkeypatch.setattr(runtime, "KAGGLE_INPUT", tmp_path)  # as if attached: /kaggle/input/kaggle-weights/...
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("no download offline"))
