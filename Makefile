@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 CONSTRAINTS := constraints.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lab lint constraints kaggle kaggle-wheels kaggle-weights clean
+.PHONY: run test lab lint constraints site slides kaggle kaggle-wheels kaggle-weights clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 ## make run [NB=03] [FULL=1 | SMOKE=1]: execute notebooks into build/ and print their table
 run: $(STAMP)
 	$(BIN)/python scripts/run_notebooks.py $(if $(NB),--nb $(NB)) $(if $(FULL),--full) $(if $(SMOKE),--smoke)
+
+## make site: build/site/, a static HTML course site from the notebooks make run executed (offline)
+site: $(STAMP)
+	$(BIN)/python scripts/build_site.py
+
+## make slides: build/slides/, reveal.js slides of every notebook, slide breaks from its headings (offline)
+slides: $(STAMP)
+	$(BIN)/python scripts/build_slides.py
 
 ## make test: ruff, unit tests, then every notebook in smoke mode under nbval
 test: $(STAMP)

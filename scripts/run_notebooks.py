@@ -55,6 +55,9 @@ def run_one(path: Path, mode: str, build: Path) -> dict:
     (build / f"{path.stem}.html").write_text(html, encoding="utf-8")
     headline = json.loads(result_file.read_text()) if result_file.is_file() else {}
     headline.pop("mode", None)
+    run = {"mode": mode, "seconds": round(seconds, 1), "error": error, "finished": time.strftime("%Y-%m-%d %H:%M")}
+    (build / "results").mkdir(exist_ok=True)
+    (build / "results" / f"{path.stem}.run.json").write_text(json.dumps(run))  # for make site
     return {"notebook": path.name, "mode": mode, "seconds": seconds, "headline": headline, "error": error}
 
 
