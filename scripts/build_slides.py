@@ -84,6 +84,12 @@ def with_slide_types(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def build_slides(build: Path, out: Path) -> list[Path]:
     """Write the slides and the vendored scripts they load; returns the slide files."""
+    needed = ["reveal.js/dist/reveal.js", "reveal.js/dist/reveal.css", "reveal.js/dist/theme/white.css",
+              "reveal.js/plugin/notes/notes.js", "require.js", "jquery.min.js"]
+    missing = [name for name in needed if not (VENDOR / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"vendored files missing from {VENDOR}: {missing}; the slides would load nothing "
+                                "(restore them from git, see vendor/README.md)")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     shutil.copytree(VENDOR / "reveal.js", out / "reveal.js")
