@@ -25,6 +25,9 @@ import nbformat
 from nbconvert import HTMLExporter
 from pygments.formatters import HtmlFormatter
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kaggle_publish import datasets_used  # noqa: E402 - the datasets a notebook locates, as its Kaggle kernel
+
 ROOT = Path(__file__).resolve().parent.parent
 REPO_URL = "https://github.com/open-segmentation-course/segmentation-course"
 
@@ -39,8 +42,8 @@ table.course th, table.course td { border: 1px solid #ccc; padding: 0.4em 0.6em;
 table.course th { background: #eee; }
 pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 img { max-width: 100%; height: auto; }
-.jp-InputArea-prompt, .jp-OutputArea-prompt { display: none; }
-.jp-OutputArea-output pre { background: #fff; border-left: 3px solid #ddd; }
+.prompt { display: none; }
+.output_area pre { background: #fff; border-left: 3px solid #ddd; }
 .note { color: #8a4b00; }
 """
 
@@ -59,16 +62,13 @@ def teaches(first_cell: str) -> str:
 
 
 def notebook_facts(source: Path) -> dict:
-    """Number, title and one-sentence summary from the notebook's first cell; its datasets from the registry."""
-    sys.path.insert(0, str(ROOT))
-    from course_utils import data
-
+    """Number, title and what it teaches from the notebook's first cell; the datasets it locates."""
     nb = nbformat.read(source, as_version=4)
     lines = nb.cells[0].source.splitlines()
     title = next(line[2:].strip() for line in lines if line.startswith("# "))
     paragraphs = [p for p in nb.cells[0].source.split("\n\n") if p.strip() and not p.lstrip().startswith(("#", "[!["))]
     number = source.name[:2]
-    datasets = [ds for ds in data.REGISTRY.values() if ds.notebook == number]
+    datasets = datasets_used(source)
     return {"number": number, "stem": source.stem, "title": title,
             "summary": teaches(nb.cells[0].source) or (first_sentence(paragraphs[0]) if paragraphs else ""),
             "data": "; ".join(ds.title.split(":")[0] for ds in datasets) or "(generated in the notebook)"}
@@ -77,11 +77,19 @@ def notebook_facts(source: Path) -> dict:
 def run_facts(build: Path, stem: str) -> dict:
     """What make run recorded: mode, seconds, error (run_notebooks.py) and the headline numbers (runtime.report)."""
     facts = {}
-    for name in (f"{stem}.run.json", f"{stem}.json"):
+    for name in (f"{stem}.run.json", f"{stem}.json"):  # make run's record, then the notebook's headline
         path = build / "results" / name
         if path.is_file():
             facts.update(json.loads(path.read_text()))
     return facts
+
+
+def status_text(run: dict) -> str:
+    if "seconds" in run:
+        return f"{run.get('mode', '?')} mode, {run['seconds']:.0f} s"
+    if "mode" in run:  # executed before make run recorded its time
+        return f"{run['mode']} mode (time not recorded)"
+    return "not run: shown without outputs (make run executes it)"
 
 
 def links(stem: str) -> str:
@@ -95,7 +103,10 @@ def headline(run: dict) -> str:
     numbers = {k: v for k, v in run.items() if k not in ("mode", "seconds", "error", "finished")}
     if run.get("error"):
         return f'<span class="note">failed: {html.escape(run["error"])}</span>'
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in numbers.items()) or "-"
+    text = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in numbers.items()) or "-"
+    if numbers and run.get("mode") == "smoke":
+        text = f'<span class="note">smoke run on the synthetic twin, not real results:</span> {text}'
+    return text
 
 
 def site_links(body: str, page_suffix: str = ".html") -> str:
@@ -134,8 +145,7 @@ def build_site(build: Path, out: Path) -> list[Path]:
         executed = build / source.name
         run = run_facts(build, stem) if executed.is_file() else {}
         body, _ = exporter.from_notebook_node(nbformat.read(executed if executed.is_file() else source, as_version=4))
-        status = (f"{run.get('mode', '?')} mode, {run['seconds']:.0f} s" if "seconds" in run
-                  else "not run: shown without outputs (make run executes it)")
+        status = status_text(run)
         nav = ['<a href="index.html">Course home</a>']
         if k > 0:
             nav.append(f'<a href="{facts[k - 1]["stem"]}.html">← {facts[k - 1]["number"]}</a>')

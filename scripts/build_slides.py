@@ -2,7 +2,8 @@
 
 Slide boundaries come from the notebook's structure, so authors keep no slide metadata: a ``#`` or ``##`` heading
 starts a slide, a ``###`` heading a sub-slide (below it), and a slide that grows past about a screen continues on a
-sub-slide. The install cell is skipped. Executed notebooks from ``make run`` are used where they exist (with their
+sub-slide (a figure fills one).
+The install cell is skipped. Executed notebooks from ``make run`` are used where they exist (with their
 figures), the notebooks without outputs otherwise. reveal.js, RequireJS and jQuery are copied from ``vendor/``
 next to the slides instead of being fetched from a CDN.
 """
@@ -24,13 +25,16 @@ from build_site import site_links  # noqa: E402 - the same repository links as t
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = ROOT / "vendor"
-SCREEN_LINES = 22  # about what fits on a 960x700 slide at the template's font size
-FIGURE_LINES = 14  # a figure counts as this many lines
+SCREEN_LINES = 14  # about what fits on a 960x700 slide at the template's font size
+FIGURE_LINES = 14  # a figure fills a slide
+WRAP = 60  # characters per line on a slide
+VENDORED = ["reveal.js/dist/reveal.js", "reveal.js/dist/reveal.css", "reveal.js/dist/theme/white.css",
+            "reveal.js/plugin/notes/notes.js", "require.js", "jquery.min.js"]  # what the slides load
 
 
 def text_lines(text: str) -> int:
-    """Lines on a slide: a long source line wraps every ~90 characters."""
-    return sum(max(1, math.ceil(len(line) / 90)) for line in text.splitlines())
+    """Lines on a slide: a long source line wraps every ``WRAP`` characters."""
+    return sum(max(1, math.ceil(len(line) / WRAP)) for line in text.splitlines())
 
 
 def cell_lines(cell) -> int:
@@ -84,9 +88,7 @@ def with_slide_types(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def build_slides(build: Path, out: Path) -> list[Path]:
     """Write the slides and the vendored scripts they load; returns the slide files."""
-    needed = ["reveal.js/dist/reveal.js", "reveal.js/dist/reveal.css", "reveal.js/dist/theme/white.css",
-              "reveal.js/plugin/notes/notes.js", "require.js", "jquery.min.js"]
-    missing = [name for name in needed if not (VENDOR / name).is_file()]
+    missing = [name for name in VENDORED if not (VENDOR / name).is_file()]
     if missing:
         raise FileNotFoundError(f"vendored files missing from {VENDOR}: {missing}; the slides would load nothing "
                                 "(restore them from git, see vendor/README.md)")

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 # What the notebooks load in full mode: (smp encoder, weights) pairs and torchvision weights enum names.
 SMP_ENCODERS = [("resnet34", "imagenet"),  # notebooks 02, 03 and 09
+                ("resnet18", "imagenet"),  # notebook 09 (the YOLOP-style two-head model)
                 ("mobilenet_v2", "imagenet"),  # notebook 01 (MODNet)
                 ("resnet50", "imagenet")]  # notebook 05
 TORCHVISION = ["VGG16_BN_Weights.IMAGENET1K_V1",  # notebook 02's FCN and SegNet encoders, 01's Deep Image Matting

@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -43,27 +44,36 @@ def slugify(title: str) -> str:
 
 
 def notebook_title(path: Path) -> str:
-    """``05_human_parsing.ipynb`` -> "Segmentation course 05 - human parsing"."""
+    """``05_human_parsing.ipynb`` -> "Segmentation 05 - human parsing" (Kaggle refuses titles over 50 characters)."""
     number, _, rest = path.stem.partition("_")
-    return f"Segmentation course {number} - {rest.replace('_', ' ')}"
+    return f"Segmentation {number} - {rest.replace('_', ' ')}"
 
 
-def section_datasets(number: str) -> tuple[list[str], bool]:
-    """The Kaggle handles of the section's datasets, and whether one of them must be downloaded from its
-    official site (then the kernel needs the Internet)."""
-    sys.path.insert(0, str(ROOT))
+def datasets_used(path: Path) -> list:
+    """The registry entries a notebook locates (``data.locate("name")`` in its code): a dataset may serve several."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from course_utils import data
 
-    entries = [ds for ds in data.REGISTRY.values() if ds.notebook == number]
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    return [data.REGISTRY[name] for name in dict.fromkeys(re.findall(r'locate\("([a-z0-9_]+)"', code))]
+
+
+def section_datasets(path: Path) -> tuple[list[str], bool]:
+    """The Kaggle handles of the notebook's datasets, and whether one of them must be downloaded from its
+    official site (then the kernel needs the Internet)."""
+    entries = datasets_used(path)
     return sorted(ds.kaggle for ds in entries if ds.kaggle), any(ds.url and not ds.kaggle for ds in entries)
 
 
-def kernel_metadata(path: Path, owner: str, private: bool = True, weights_in_kit: bool = True) -> dict:
+def kernel_metadata(path: Path, owner: str, private: bool = True, weights_in_kit: bool = True,
+                    extra_sources: tuple[str, ...] = ()) -> dict:
     """The notebook's kernel-metadata.json. The Internet is switched on only where something must be downloaded:
-    a dataset that is not on Kaggle, or the pretrained weights when the kit holds none."""
-    number = path.stem.split("_")[0]
+    a dataset that is not on Kaggle, or the pretrained weights when the kit holds none. ``extra_sources``: more
+    Kaggle datasets to attach (your private upload of LIP for notebook 05)."""
     title = notebook_title(path)
-    handles, needs_download = section_datasets(number)
+    handles, needs_download = section_datasets(path)
+    handles = [*handles, *extra_sources]
     needs_download = needs_download or not weights_in_kit
     return {"id": f"{owner}/{slugify(title)}", "title": title, "code_file": path.name, "language": "python",
             "kernel_type": "notebook", "is_private": private, "enable_gpu": True, "enable_tpu": False,
@@ -77,8 +87,8 @@ def check_kernel_metadata(meta: dict, folder: Path) -> None:
     problems = []
     if not owner or not slug:
         problems.append(f"id {meta['id']!r} is not <owner>/<slug>")
-    if len(meta["title"]) < 5:
-        problems.append(f"title {meta['title']!r} is shorter than 5 characters")
+    if not 5 <= len(meta["title"]) <= 50:
+        problems.append(f"title {meta['title']!r} is not 5-50 characters long")
     if slug != slugify(meta["title"]):
         problems.append(f"the id's slug {slug!r} is not the title's slug {slugify(meta['title'])!r}")
     if meta["language"] != "python" or meta["kernel_type"] != "notebook":
@@ -109,7 +119,8 @@ def check_kit_metadata(meta: dict) -> None:
         raise PublishError("a Kaggle dataset has exactly one licence")
 
 
-def build(owner: str, out: Path, wheels: Path, weights: Path, private: bool = True) -> list[Path]:
+def build(owner: str, out: Path, wheels: Path, weights: Path, private: bool = True,
+          extra_sources: dict[str, list[str]] | None = None) -> list[Path]:
     """Write the kernel folders and the course kit; returns the kernel folders."""
     out.mkdir(parents=True, exist_ok=True)
     weights_in_kit = weights.is_dir() and any(p.is_file() for p in weights.iterdir())
@@ -119,7 +130,8 @@ def build(owner: str, out: Path, wheels: Path, weights: Path, private: bool = Tr
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
         shutil.copy(path, folder / path.name)
-        meta = kernel_metadata(path, owner, private, weights_in_kit)
+        extra = tuple((extra_sources or {}).get(path.stem[:2], []))
+        meta = kernel_metadata(path, owner, private, weights_in_kit, extra)
         check_kernel_metadata(meta, folder)
         (folder / "kernel-metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
         folders.append(folder)
@@ -142,36 +154,55 @@ def build(owner: str, out: Path, wheels: Path, weights: Path, private: bool = Tr
 
 
 def has_credentials() -> bool:
-    config = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle")) / "kaggle.json"
-    return bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY")) or config.is_file()
+    """Any of the kaggle CLI's ways to log in: an API token (KAGGLE_API_TOKEN or ~/.kaggle/access_token, from
+    `kaggle auth login`), or the older KAGGLE_USERNAME + KAGGLE_KEY or ~/.kaggle/kaggle.json."""
+    folder = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
+    return (bool(os.environ.get("KAGGLE_API_TOKEN")) or (folder / "access_token").is_file()
+            or bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"))
+            or (folder / "kaggle.json").is_file())
 
 
-def kaggle(*args: str) -> subprocess.CompletedProcess:
+def kaggle(*args: str, check: str | None = None) -> subprocess.CompletedProcess:
+    """Run the kaggle CLI. With ``check`` (what is being done), a failure is an error: the CLI also reports some
+    server-side refusals on stdout with exit code 0, so its output is read too."""
     command = shutil.which("kaggle")
     if command is None:
         raise PublishError("the kaggle command is not installed: `pip install -e '.[publish]'` (make kaggle PUSH=1 "
                            "does it)")
     print("$ kaggle " + " ".join(args), flush=True)
-    return subprocess.run([command, *args], capture_output=True, text=True)
+    done = subprocess.run([command, *args], capture_output=True, text=True)
+    refused = re.search(r"\berror\b|not valid", done.stdout, re.IGNORECASE)
+    if check and (done.returncode != 0 or refused):
+        raise PublishError(f"{check} failed:\n{done.stdout}{done.stderr}")
+    return done
 
 
-def push(out: Path, folders: list[Path], owner: str, message: str) -> list[str]:
+def wait_until_ready(dataset: str, seconds: float = 900, every: float = 15) -> None:
+    """Kaggle processes an uploaded dataset before kernels can use it."""
+    deadline = time.monotonic() + seconds
+    while "ready" not in kaggle("datasets", "status", dataset).stdout:
+        if time.monotonic() > deadline:
+            raise PublishError(f"{dataset} was not ready after {seconds:.0f} s; push the kernels later with "
+                               "`kaggle kernels push -p build/kaggle/<notebook>`")
+        time.sleep(every)
+
+
+def push(out: Path, folders: list[Path], owner: str, message: str, public: bool = False) -> list[str]:
     """Upload the course kit (a new version, or the first) and push every kernel; returns their URLs."""
     if not has_credentials():
-        raise PublishError("no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY, or put kaggle.json (Kaggle -> "
-                           "Settings -> API -> Create New Token) in ~/.kaggle/. Nothing was pushed; the folders "
+        raise PublishError("no Kaggle credentials: run `kaggle auth login`, or set KAGGLE_API_TOKEN (Kaggle -> "
+                           "Settings -> API), or KAGGLE_USERNAME and KAGGLE_KEY. Nothing was pushed; the folders "
                            f"under {out} are ready.")
-    kit = str(out / "course-kit")
-    done = kaggle("datasets", "version", "-p", kit, "-m", message, "--dir-mode", "zip")
-    if done.returncode != 0:  # the first upload: the dataset does not exist yet
-        done = kaggle("datasets", "create", "-p", kit, "--dir-mode", "zip")
-    if done.returncode != 0:
-        raise PublishError(f"uploading the course kit failed:\n{done.stdout}{done.stderr}")
+    kit, kit_id = str(out / "course-kit"), f"{owner}/{KIT_SLUG}"
+    if kaggle("datasets", "status", kit_id).returncode == 0:  # it exists: a new version
+        kaggle("datasets", "version", "-p", kit, "-m", message, "--dir-mode", "zip", check="uploading the course kit")
+    else:
+        kaggle("datasets", "create", "-p", kit, "--dir-mode", "zip", *(["--public"] if public else []),
+               check="creating the course kit")
+    wait_until_ready(kit_id)
     urls = []
     for folder in folders:
-        done = kaggle("kernels", "push", "-p", str(folder))
-        if done.returncode != 0:
-            raise PublishError(f"pushing {folder.name} failed:\n{done.stdout}{done.stderr}")
+        kaggle("kernels", "push", "-p", str(folder), check=f"pushing {folder.name}")
         meta = json.loads((folder / "kernel-metadata.json").read_text())
         urls.append(f"https://www.kaggle.com/code/{meta['id']}")
     return urls
@@ -187,14 +218,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--public", action="store_true", help="publish the kernels as public (default: private)")
     parser.add_argument("--push", action="store_true", help="upload the kit and push the kernels with the kaggle CLI")
     parser.add_argument("--message", default="course update")
+    parser.add_argument("--extra-source", action="append", default=[], metavar="NN=OWNER/SLUG",
+                        help="attach another Kaggle dataset to notebook NN (e.g. 05=you/lip); repeatable")
     args = parser.parse_args(argv)
     if not args.owner:
         parser.error("no Kaggle owner: pass --owner NAME (make kaggle OWNER=NAME) or set KAGGLE_USERNAME")
+    extra: dict[str, list[str]] = {}
+    for item in args.extra_source:
+        number, _, handle = item.partition("=")
+        if not re.fullmatch(r"\d\d", number) or "/" not in handle:
+            parser.error(f"--extra-source {item!r}: expected NN=OWNER/SLUG, e.g. 05=you/lip")
+        extra.setdefault(number, []).append(handle)
     try:
-        folders = build(args.owner, args.out, args.wheels, args.weights, private=not args.public)
+        folders = build(args.owner, args.out, args.wheels, args.weights, private=not args.public, extra_sources=extra)
         print(f"{len(folders)} kernels and the course kit in {args.out}")
         if args.push:
-            for url in push(args.out, folders, args.owner, args.message):
+            for url in push(args.out, folders, args.owner, args.message, public=args.public):
                 print(url)
     except PublishError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -58,17 +58,22 @@ def browser():
         launched.close()
 
 
-def check_page(browser, path: Path, root: Path, shot: Path, ready: str | None = None) -> dict:
+def check_page(browser, path: Path, root: Path, shot: Path, ready: str | None = None, keys: int = 0) -> dict:
     """Open ``path``: it must render text, every image that is not fetched from the network must load, and every
     relative link must lead to a file under ``root`` (or an anchor on the page). Saves a screenshot to ``shot``."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("requestfailed", lambda request: errors.append(f"failed to load {request.url}")
+            if request.url.startswith("file:") else None)  # a local file the page needs (scripts, fonts, css)
     page.goto(path.as_uri())
     page.wait_for_load_state("load")
     if ready:  # a JavaScript condition that holds once the page has set itself up (reveal.js loads late)
         page.wait_for_function(ready, timeout=15_000)
     slides = page.evaluate("() => document.querySelectorAll('.reveal .slides section:not(.stack)').length")
+    for _ in range(keys):  # step through the deck: slide changes run the template's handlers
+        page.keyboard.press("Space")
+        page.wait_for_timeout(30)
     text = page.evaluate("() => document.body.innerText.trim().length")
     images = page.evaluate("""() => [...document.images].map(i => ({src: i.currentSrc || i.src,
                                        ok: i.complete && i.naturalWidth > 0}))""")

@@ -36,7 +36,7 @@ def test_every_notebook_gets_a_kernel_folder_that_follows_kaggle_s_rules(tmp_pat
     for folder in folders:
         meta = json.loads((folder / "kernel-metadata.json").read_text())
         owner, slug = meta["id"].split("/")
-        assert owner == "teacher" and slug == kaggle_publish.slugify(meta["title"]) and len(meta["title"]) >= 5
+        assert owner == "teacher" and slug == kaggle_publish.slugify(meta["title"]) and 5 <= len(meta["title"]) <= 50
         assert meta["code_file"] == f"{folder.name}.ipynb" and (folder / meta["code_file"]).is_file()
         assert meta["language"] == "python" and meta["kernel_type"] == "notebook" and meta["is_private"] is True
         assert meta["enable_gpu"] is True and meta["machine_shape"] == "NvidiaTeslaT4"  # T4 x2, never a P100
@@ -75,24 +75,44 @@ def test_missing_wheels_and_bad_metadata_are_named(tmp_path, dist):
             "kernel_type": "notebook", "enable_gpu": True, "machine_shape": "NvidiaTeslaP100"}
     with pytest.raises(kaggle_publish.PublishError) as error:
         kaggle_publish.check_kernel_metadata(meta, folder)
-    for needle in ("shorter than 5", "not the title's slug", "NvidiaTeslaT4", "kernelspec"):
+    for needle in ("5-50 characters", "not the title's slug", "NvidiaTeslaT4", "kernelspec"):
         assert needle in str(error.value)
     with pytest.raises(kaggle_publish.PublishError, match="6-50"):
         kaggle_publish.check_kit_metadata({"title": "kit", "licenses": [{"name": "other"}]})
 
 
-@pytest.fixture
-def fake_kaggle(tmp_path, monkeypatch):
-    """A `kaggle` on PATH that logs its arguments; `datasets version` fails, as before the first upload."""
+FAKE_KAGGLE = """#!{python}
+import pathlib, sys
+log, made = pathlib.Path({log!r}), pathlib.Path({log!r} + ".made")
+args = sys.argv[1:]
+with log.open("a") as f:
+    f.write(" ".join(args) + "\\n")
+if args[:2] == ["datasets", "status"]:  # like Kaggle: unknown until created, then ready
+    print("ready" if made.exists() else "404 - Not Found")
+    sys.exit(0 if made.exists() else 1)
+if args[:2] in (["datasets", "create"], ["datasets", "version"]):
+    made.touch()
+if args[:2] == ["kernels", "push"] and {refuse!r} and {refuse!r} in args[-1]:
+    print("Kernel push error: Notebook title is too long")  # reported with exit code 0, as the CLI does
+"""
+
+
+def write_fake_kaggle(tmp_path, monkeypatch, refuse=""):
+    """A `kaggle` on PATH that logs its arguments and answers like the real CLI; it refuses kernel ``refuse``."""
     bin_dir, log = tmp_path / "bin", tmp_path / "kaggle.log"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     script = bin_dir / "kaggle"
-    script.write_text(f"#!{sys.executable}\nimport sys\nopen({str(log)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
-                      "sys.exit(1 if sys.argv[1:3] == ['datasets', 'version'] else 0)\n")
+    script.write_text(FAKE_KAGGLE.format(python=sys.executable, log=str(log), refuse=refuse))
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-config"))
+    monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
     return log
+
+
+@pytest.fixture
+def fake_kaggle(tmp_path, monkeypatch):
+    return write_fake_kaggle(tmp_path, monkeypatch)
 
 
 def test_push_uploads_the_kit_then_pushes_every_kernel(tmp_path, dist, fake_kaggle, monkeypatch, capsys):
@@ -101,11 +121,34 @@ def test_push_uploads_the_kit_then_pushes_every_kernel(tmp_path, dist, fake_kagg
     out = tmp_path / "kaggle"
     assert kaggle_publish.main(["--push", "--out", str(out), "--wheels", str(dist[0]), "--weights", str(dist[1])]) == 0
     calls = fake_kaggle.read_text().splitlines()
-    assert calls[0].startswith(f"datasets version -p {out / 'course-kit'}")
-    assert calls[1] == f"datasets create -p {out / 'course-kit'} --dir-mode zip"  # the first upload
-    assert calls[2:] == [f"kernels push -p {out / p.stem}" for p in NOTEBOOKS]
+    kit = out / "course-kit"
+    assert calls[:3] == ["datasets status teacher/segmentation-course-kit", f"datasets create -p {kit} --dir-mode zip",
+                         "datasets status teacher/segmentation-course-kit"]  # first upload, then wait until ready
+    assert calls[3:] == [f"kernels push -p {out / p.stem}" for p in NOTEBOOKS]
     printed = capsys.readouterr().out
-    assert "https://www.kaggle.com/code/teacher/segmentation-course-05-human-parsing" in printed
+    assert "https://www.kaggle.com/code/teacher/segmentation-05-human-parsing" in printed
+    fake_kaggle.unlink()
+    assert kaggle_publish.main(["--push", "--out", str(out), "--wheels", str(dist[0]), "--weights", str(dist[1])]) == 0
+    assert fake_kaggle.read_text().splitlines()[1].startswith(f"datasets version -p {kit} -m ")  # it exists now
+
+
+def test_a_refusal_printed_with_exit_code_0_stops_the_push(tmp_path, dist, monkeypatch, capsys):
+    log = write_fake_kaggle(tmp_path, monkeypatch, refuse="03_medical")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "token")
+    args = ["--owner", "teacher", "--push", "--out", str(tmp_path / "kaggle"), "--wheels", str(dist[0]),
+            "--weights", str(dist[1])]
+    assert kaggle_publish.main(args) == 1
+    assert "pushing 03_medical_polyp_segmentation failed" in capsys.readouterr().err
+    assert not any("04_medical" in line for line in log.read_text().splitlines())  # stopped there
+
+
+def test_extra_sources_attach_a_private_dataset_to_one_notebook(tmp_path, dist):
+    folders = kaggle_publish.build("teacher", tmp_path / "kaggle", *dist, extra_sources={"05": ["teacher/lip"]})
+    meta = json.loads((folders[4] / "kernel-metadata.json").read_text())
+    assert folders[4].name.startswith("05") and meta["dataset_sources"] == ["teacher/lip",
+                                                                            "teacher/segmentation-course-kit"]
+    nine = json.loads((folders[8] / "kernel-metadata.json").read_text())
+    assert "carlolepelaars/camvid" in nine["dataset_sources"]  # notebook 09 locates CamVid too
 
 
 def test_without_credentials_nothing_is_pushed(tmp_path, dist, fake_kaggle, monkeypatch, capsys):

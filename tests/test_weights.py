@@ -104,7 +104,7 @@ def test_make_kaggle_weights_writes_the_names_that_are_looked_for(monkeypatch, t
     from conftest import ROOT
 
     sources = {}
-    for name in ("resnet34", "mobilenet_v2", "resnet50"):  # smp's hub repositories are named <encoder>.<weights>
+    for name in ("resnet34", "mobilenet_v2", "resnet50", "resnet18"):  # smp's hub repositories: <encoder>.<weights>
         encoder = weights.smp_model("Unet", name, encoder_weights=None).encoder
         source = sources[f"smp-hub/{name}.imagenet"] = tmp_path / f"hub-{name}.safetensors"
         save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(source))
@@ -123,7 +123,8 @@ def test_make_kaggle_weights_writes_the_names_that_are_looked_for(monkeypatch, t
     spec.loader.exec_module(script)
     written = script.fetch(tmp_path / "kaggle-weights")
     assert sorted(p.name for p in written) == sorted(
-        ["mobilenet_v2.imagenet.safetensors", "resnet34.imagenet.safetensors", "resnet50.imagenet.safetensors",
+        ["mobilenet_v2.imagenet.safetensors", "resnet18.imagenet.safetensors", "resnet34.imagenet.safetensors",
+         "resnet50.imagenet.safetensors",
          "vgg16_bn-6c64b313.pth", *(Path(urlparse(enum.url).path).name for enum in others)])
 
     monkeypatch.setattr(runtime, "KAGGLE_INPUT", tmp_path)  # as if attached: /kaggle/input/kaggle-weights/...
