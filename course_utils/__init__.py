@@ -2,6 +2,7 @@
 
 Modules, each with one job: ``runtime`` (mode, device, config), ``data`` (find and download
 datasets, synthetic twins), ``datasets`` (one loader per dataset), ``train`` (the training loop),
+``distributed`` (the same loop on several GPUs),
 ``self_correction`` (Self-Correction for Human Parsing: averaged models and refined labels), ``models``,
 ``weights`` (pretrained weights, offline first), ``metrics`` (the field's metrics), ``viz`` (figures).
 """

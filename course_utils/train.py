@@ -16,6 +16,10 @@ tensors and a list of target dicts, and they compute their own losses: ``model(i
 returns a dict of losses in training mode and a list of predictions in evaluation mode. Give such
 a model ``loss_fn=None``: the training loss is then the sum of that dict, and validation computes
 the metrics only (an accumulating one such as ``metrics.MaskAP``), no ``val_loss``.
+
+In a process started by a multi-GPU launcher (``distributed.launch`` from a notebook, or ``torchrun``),
+``fit`` and ``evaluate`` train and evaluate data-parallel, each process on its share of every batch;
+``distributed`` explains how.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_utils import runtime
+from course_utils import distributed, runtime
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -79,8 +83,13 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
 
     A metric function returns one score per sample and is averaged over all samples; an
     accumulating metric (``reset``/``update``/``compute``, such as ``metrics.MeanIoU``) sees every
-    batch and computes one value over the whole set, as a dataset-level mIoU must be."""
+    batch and computes one value over the whole set, as a dataset-level mIoU must be.
+
+    With several processes (``distributed``), each evaluates every n-th sample and the sums, counts
+    and accumulated totals are added up over the processes: the numbers cover the whole set."""
+    model = distributed.unwrap(model)  # no DDP here: the processes may see different numbers of batches
     dev = device or next(model.parameters()).device
+    loader = distributed.shard(loader, train=False)
     model.eval()
     metrics = metrics or {}
     accumulating = {name: m for name, m in metrics.items() if hasattr(m, "update")}
@@ -102,6 +111,10 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
         for metric in accumulating.values():
             metric.update(outputs, targets)
         count += len(inputs)
+    *totals, count = distributed.all_sum([*sums.values(), count])
+    sums = dict(zip(sums, totals))
+    for metric in accumulating.values():
+        distributed.merge_metric(metric)
     if count == 0:
         raise ValueError("the evaluation loader yielded no samples")
     if loss_fn is None:
@@ -274,9 +287,12 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
     - ``accumulate``: optimizer step every that many batches (a larger effective batch).
     - ``loss_fn=None`` for a model that computes its own losses (torchvision's detection models; see
       the module's docstring): then there is no ``val_loss``, and ``monitor`` names a metric.
+    - Started as one of several processes (``distributed``): data-parallel, the model in DDP, each
+      process on ``1/n`` of every training batch (the loaders' batch size stays the global batch),
+      validation split over the processes and added up, and rank 0 alone printing and saving.
     At the end the model holds the weights of the best epoch.
     """
-    dev = device or runtime.device()
+    dev = distributed.setup(device or runtime.device())
     mode = mode or ("min" if monitor.endswith("loss") else "max")
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
@@ -288,6 +304,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
         if hasattr(loader, "__len__") and len(loader) == 0:
             raise ValueError(f"{name} yields no batches: its dataset is empty, or smaller than one batch with "
                              f"drop_last=True. Check the data folder and split, or lower the batch size.")
+    train_loader = distributed.shard(train_loader, train=True)  # alone: the loader itself
+    val_loader = distributed.shard(val_loader, train=False)
     steps_per_epoch = len(train_loader) if hasattr(train_loader, "__len__") else None
     settings = run_settings(optimizer, scheduler, steps_per_epoch, accumulate, monitor, mode)
     model.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -310,35 +328,45 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
+        rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # one per process
+        _set_rng_state(rng[distributed.rank()] if distributed.rank() < len(rng) else rng[0])
         history, best, bad_epochs, stopped = state["history"], state["best"], state["bad_epochs"], state["stopped"]
         if best_path.is_file():
             best_weights = load_checkpoint(best_path)
-        print(f"resuming from {last_path}: {len(history)}/{epochs} epochs done")
-    else:  # a fresh run must not mix with an old one; remove only our own files
+        distributed.print0(f"resuming from {last_path}: {len(history)}/{epochs} epochs done")
+    elif distributed.is_main():  # a fresh run must not mix with an old one; remove only our own files
         last_path.unlink(missing_ok=True)
         best_path.unlink(missing_ok=True)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    net = distributed.wrap(model, dev)  # alone: the model itself
+    model = distributed.unwrap(net)  # SyncBatchNorm replaces BatchNorm inside the model
+    sampler = getattr(train_loader, "sampler", None)
 
     last_save = time.monotonic()
     for epoch in range(len(history) + 1, epochs + 1):
         if stopped:
             break
         start = time.perf_counter()
-        model.train()
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)  # DistributedSampler: a new order every epoch, the same in every process
+        net.train()
         optimizer.zero_grad(set_to_none=True)
         running, seen = 0.0, 0
-        batches = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
+        batches = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False,
+                       disable=not progress or not distributed.is_main())
         for step, batch in enumerate(batches, start=1):
             inputs, targets = _to(batch, dev, channels_last)
-            with autocast(dev, amp):
-                loss = _training_loss(model, inputs, targets, loss_fn)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {loss.item()} at epoch {epoch}, step {step}: lower the learning rate, check "
-                    f"the inputs and labels of this batch, or turn mixed precision off (amp=False)")
-            scaler.scale(loss / accumulate).backward()
-            if step % accumulate == 0 or step == steps_per_epoch:
+            stepping = step % accumulate == 0 or step == steps_per_epoch
+            # DDP averages gradients during backward; between optimizer steps that is wasted work
+            with nullcontext() if stepping or net is model else net.no_sync():
+                with autocast(dev, amp):
+                    loss = _training_loss(net, inputs, targets, loss_fn)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"loss is {loss.item()} at epoch {epoch}, step {step}: lower the learning rate, check "
+                        f"the inputs and labels of this batch, or turn mixed precision off (amp=False)")
+                scaler.scale(loss / accumulate).backward()
+            if stepping:
                 if clip_grad_norm is not None:
                     scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                     nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
@@ -350,6 +378,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
             running += loss.item() * len(inputs)
             seen += len(inputs)
             batches.set_postfix(loss=f"{running / seen:.4f}")
+        running, seen = distributed.all_sum([running, seen])
         if seen == 0:
             raise ValueError(f"train_loader yielded no samples in epoch {epoch}; check its dataset")
 
@@ -368,21 +397,25 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
                 note = f"  ({monitor} is NaN: not a new best)"
             if patience is not None and bad_epochs >= patience:
                 stopped, note = True, note + f"  (no better {monitor} for {patience} epochs: stopping early)"
-        if epoch == epochs or stopped or time.monotonic() - last_save >= save_every:
-            if best_weights is not None:
-                _save(best_path, best_weights)
-            _save(last_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                              "scaler": scaler.state_dict(), "rng": _rng_state(), "history": history,
-                              "best": best, "bad_epochs": bad_epochs, "stopped": stopped, "settings": settings})
+        # rank 0's clock decides, so that every process takes part in gathering the random states
+        if distributed.from_main(epoch == epochs or stopped or time.monotonic() - last_save >= save_every):
+            rng = distributed.gather(_rng_state())  # one state per process, to resume each exactly
+            if distributed.is_main():
+                if best_weights is not None:
+                    _save(best_path, best_weights)
+                _save(last_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                                  "scaler": scaler.state_dict(), "rng": rng, "history": history,
+                                  "best": best, "bad_epochs": bad_epochs, "stopped": stopped, "settings": settings})
             last_save = time.monotonic()
-        print("  ".join([f"epoch {epoch}/{epochs}"] +
+        distributed.print0("  ".join([f"epoch {epoch}/{epochs}"] +
                         [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds")] +
                         [f"{record['seconds']:.1f}s"]) + note)
 
     if best_weights is not None:
         model.load_state_dict(best_weights["model"])
-        print(f"model holds the best epoch: {best_weights['epoch']} ({monitor} {best_weights[monitor]:.4g})")
+        distributed.print0(f"model holds the best epoch: {best_weights['epoch']} "
+                           f"({monitor} {best_weights[monitor]:.4g})")
     else:
-        print(f"no epoch had a valid {monitor}: the model holds the last epoch's weights")
+        distributed.print0(f"no epoch had a valid {monitor}: the model holds the last epoch's weights")
     return history

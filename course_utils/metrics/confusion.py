@@ -52,6 +52,8 @@ class MeanIoU:
     batch's confusion matrix (class scores are turned into class maps by argmax), ``compute`` gives
     the mean IoU of the total. The matrix stays in ``self.cm`` for per-class numbers."""
 
+    state = ("cm",)  # the totals, added up over processes by distributed.merge_metric
+
     def __init__(self, num_classes: int, ignore_index: int | None = None):
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.reset()

@@ -45,6 +45,8 @@ class EPEMetric:
     ``metrics.epe`` computes on all the pixels at once. ``outputs``: full-size flows (N, 2, H, W), as ``FlowNetS``
     returns them in evaluation mode; ``targets``: ``{"flow": (N, 2, H, W), "valid": (N, H, W) bool}``."""
 
+    state = ("total", "count")  # the totals, added up over processes by distributed.merge_metric
+
     def __init__(self):
         self.reset()
 

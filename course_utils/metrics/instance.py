@@ -171,6 +171,8 @@ class MaskAP:
     the lenient one at PASCAL VOC's IoU 0.5, ``"box_AP"`` the box AP); the whole dict of ``mask_ap`` stays in
     ``self.result`` for tables."""
 
+    state = ("images",)  # the totals, added up over processes by distributed.merge_metric
+
     def __init__(self, key: str = "AP"):
         if key not in _KEYS + _BOX_KEYS:
             raise ValueError(f"key must be one of {_KEYS + _BOX_KEYS}, got {key!r}")

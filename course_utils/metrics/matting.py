@@ -216,6 +216,8 @@ class MattingErrors:
     ``use_trimap=False`` scores whole images even when the targets carry a trimap (a trimap-free model such as
     MODNet, whose training targets need the trimap for the loss's transition band)."""
 
+    state = ("totals", "count")  # the totals, added up over processes by distributed.merge_metric
+
     def __init__(self, use_trimap: bool = True):
         self.use_trimap = use_trimap
         self.reset()

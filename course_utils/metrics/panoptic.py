@@ -119,6 +119,8 @@ class PanopticQuality:
     batch of images (lists of ``(id_map, segments_info)`` pairs, see the module doc) and keeps only those
     counts, so the maps need not stay in memory; ``compute`` gives the dict of ``panoptic_quality``."""
 
+    state = ("counts", "n_images")  # the totals, added up over processes by distributed.merge_metric
+
     def __init__(self, categories: list[dict]):
         self.categories = {}
         for category in categories:

@@ -187,6 +187,8 @@ class PartMIoU:
     ``compute()`` returns the number named by ``key``, ``"instance_miou"`` (default) or ``"class_miou"`` (a
     float, as ``fit`` needs); ``result()`` the whole dict of ``part_miou``."""
 
+    state = ("shape_ious", "shape_categories")  # the totals, added up over processes by distributed.merge_metric
+
     def __init__(self, categories: Sequence[str] | None = None,
                  parts: Mapping[str, Sequence[int]] = SHAPENET_PARTS, part_axis: int = 1,
                  key: str = "instance_miou"):
