@@ -123,8 +123,9 @@ def shard(loader, *, train: bool):
     Training (``train=True``): a ``DistributedSampler`` that shuffles if the loader did (``shuffle=True``), with
     one seed for all processes and a new order every epoch (``fit`` calls its ``set_epoch``), and a batch of
     ``batch_size / world_size`` per process, so the global batch is the loader's. Evaluation: every n-th sample
-    (``EveryNth``) at the loader's batch size. Everything else (workers, collate function, pinned memory...)
-    is kept. A loader whose sampler is already a ``DistributedSampler`` or ``EveryNth`` is returned as it is."""
+    (``EveryNth``) at the loader's batch size. The loader's workers are shared out between the processes (the
+    CPU cores do not multiply with the GPUs); everything else (collate function, pinned memory...) is kept.
+    A loader whose sampler is already a ``DistributedSampler`` or ``EveryNth`` is returned as it is."""
     n = world_size()
     if n == 1:
         return loader
@@ -144,7 +145,7 @@ def shard(loader, *, train: bool):
         batch //= n
     else:
         sampler = EveryNth(len(loader.dataset), rank(), n)
-    workers = loader.num_workers
+    workers = max(1, loader.num_workers // n) if loader.num_workers else 0
     return DataLoader(loader.dataset, batch, sampler=sampler, num_workers=workers, collate_fn=loader.collate_fn,
                       pin_memory=loader.pin_memory, drop_last=loader.drop_last, timeout=loader.timeout,
                       worker_init_fn=loader.worker_init_fn, multiprocessing_context=loader.multiprocessing_context,

@@ -8,10 +8,12 @@ modes share every line of code; only the values returned by :func:`config` diffe
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import platform
 import random
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
@@ -73,6 +75,23 @@ def num_workers(limit: int = 8) -> int:
     return max(1, min(cores, limit))
 
 
+def _read_gpu(index: int | None) -> SimpleNamespace:
+    props = torch.cuda.get_device_properties(index)
+    return SimpleNamespace(name=props.name, total_memory=props.total_memory, major=props.major, minor=props.minor)
+
+
+def gpu_properties(dev: torch.device) -> SimpleNamespace:
+    """The GPU's ``name``, ``total_memory`` (bytes) and compute capability (``major``, ``minor``).
+
+    Asking torch starts CUDA in this process, and a process that has started CUDA can no longer fork
+    processes that use the GPU, which is how ``distributed.launch`` starts training on several GPUs from a
+    notebook. So while CUDA has not started here, a short-lived forked process asks and reports back."""
+    if torch.cuda.is_initialized() or "fork" not in multiprocessing.get_all_start_methods():
+        return _read_gpu(dev.index)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as child:
+        return child.submit(_read_gpu, dev.index).result()
+
+
 def gpu_problem(dev: torch.device) -> str | None:
     """Why the installed torch cannot run on this GPU, or None when it can.
 
@@ -82,12 +101,12 @@ def gpu_problem(dev: torch.device) -> str | None:
     """
     if dev.type != "cuda":
         return None
-    major, minor = torch.cuda.get_device_capability(dev)
+    gpu = gpu_properties(dev)
+    major, minor = gpu.major, gpu.minor
     built = [int(a.split("_")[1]) for a in torch.cuda.get_arch_list() if a.startswith("sm_")]
     if not built or major * 10 + minor >= min(built):
         return None
-    name = torch.cuda.get_device_name(dev)
-    return (f"{name} (compute capability {major}.{minor}) is older than every GPU this torch was built for "
+    return (f"{gpu.name} (compute capability {major}.{minor}) is older than every GPU this torch was built for "
             f"(sm_{min(built)} and newer): it will fail with 'no kernel image is available'. On Kaggle choose "
             f"Accelerator -> GPU T4 x2; elsewhere use a newer GPU or a torch build for this one.")
 
@@ -101,8 +120,7 @@ def amp_dtype(dev: torch.device) -> torch.dtype | None:
     """
     if dev.type != "cuda":
         return None
-    major, _ = torch.cuda.get_device_capability(dev)
-    return torch.bfloat16 if major >= 8 else torch.float16
+    return torch.bfloat16 if gpu_properties(dev).major >= 8 else torch.float16
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False, benchmark: bool = True) -> None:
@@ -147,8 +165,9 @@ def print_env() -> dict[str, str]:
         "mode": "SMOKE (synthetic twin, tiny run)" if SMOKE else "FULL (real data)",
     }
     if dev.type == "cuda":
-        props = torch.cuda.get_device_properties(dev)
-        info["gpu"] = f"{props.name}, {props.total_memory / 2**30:.1f} GiB, compute {props.major}.{props.minor}"
+        gpu = gpu_properties(dev)
+        info["gpu"] = f"{gpu.name}, {gpu.total_memory / 2**30:.1f} GiB, compute {gpu.major}.{gpu.minor}"
+        info["gpus"] = str(torch.cuda.device_count())  # NVML's count: it does not start CUDA
         info["cuda"] = str(torch.version.cuda)
         dtype = amp_dtype(dev)
         info["mixed precision"] = str(dtype).replace("torch.", "")

@@ -1,5 +1,6 @@
 import json
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -73,7 +74,8 @@ def test_report_prints_and_writes_for_the_runner(monkeypatch, tmp_path, capsys):
                                                    ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
 def test_amp_dtype_follows_the_gpu_generation(monkeypatch, capability, expected):
     # T4 (7.5) and V100 (7.0) get fp16 with loss scaling; Ampere (8.0) and later get bf16
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda dev=None: capability)
+    gpu = SimpleNamespace(name="a GPU", total_memory=2**34, major=capability[0], minor=capability[1])
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda dev=None: gpu)
     assert runtime.amp_dtype(torch.device("cuda")) is expected
 
 
@@ -86,9 +88,9 @@ def test_peak_memory_reports_the_process_on_cpu():
                                                          ((7, 5), "Tesla T4", False)])
 def test_print_env_warns_about_a_gpu_the_installed_torch_cannot_use(monkeypatch, capsys, capability, name, unusable):
     # Kaggle's torch 2.10 (CUDA 12.8) is built for sm_70 and newer: the P100 (sm_60) fails at the first kernel
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda dev=None: capability)
+    gpu = SimpleNamespace(name=name, total_memory=2**34, major=capability[0], minor=capability[1])
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda dev=None: gpu)
     monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_70", "sm_75", "sm_80", "sm_90", "sm_100", "sm_120"])
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda dev=None: name)
     problem = runtime.gpu_problem(torch.device("cuda"))
     if unusable:
         assert name in problem and "6.0" in problem and "sm_70" in problem and "T4" in problem
@@ -111,3 +113,22 @@ def test_importing_course_utils_switches_off_albumentations_online_check():
     import course_utils  # noqa: F401
 
     assert os.environ["NO_ALBUMENTATIONS_UPDATE"] == "1"
+
+
+def test_gpu_properties_are_read_without_starting_cuda_here(monkeypatch):
+    # the patched reader runs in a forked child (it inherits the patch): this process does not start CUDA,
+    # so distributed.launch can still fork training processes that use the GPUs
+    pids = []
+    gpu = SimpleNamespace(name="Tesla T4", total_memory=15 * 2**30, major=7, minor=5)
+
+    def read(dev=None):
+        pids.append(os.getpid())
+        return gpu
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", read)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    seen = runtime.gpu_properties(torch.device("cuda", 0))
+    assert (seen.name, seen.major, seen.minor) == ("Tesla T4", 7, 5)
+    assert pids == []  # asked in the child, not here
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    assert runtime.gpu_properties(torch.device("cuda", 0)).name == "Tesla T4" and pids == [os.getpid()]
