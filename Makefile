@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 CONSTRAINTS := constraints.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lab lint constraints site slides kaggle kaggle-wheels kaggle-weights clean
+.PHONY: run test lab lint constraints site slides bench kaggle kaggle-wheels kaggle-weights clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+## make bench: images/s of fit against hand-written loops, and each notebook's data against its model, on this
+## device (GPU if there is one); writes benchmarks/training_<device>.md (CPU: about 20 minutes)
+bench: $(STAMP)
+	$(BIN)/python scripts/benchmark_training.py
 
 ## make lab: JupyterLab in the course environment
 lab: $(STAMP)
