@@ -7,7 +7,8 @@ place through environment variables (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, `
 
 - from a notebook, ``launch(train_fn)``: Hugging Face Accelerate's ``notebook_launcher``, which *forks* the
   notebook's process, so ``train_fn`` sees every variable the notebook defined. A process that has started
-  CUDA cannot fork processes that use it, so nothing may touch the GPU before (``launch`` checks);
+  CUDA (or asked the CUDA driver anything) cannot fork processes that use it, so nothing may touch the GPU
+  before (``launch`` checks; ``course_utils`` makes ``torch.cuda.is_available()`` ask NVML, which is safe);
 - from a terminal, ``torchrun --nproc_per_node=2 script.py`` (fresh processes: no such restriction).
 
 Inside each process, ``train.fit`` and ``train.evaluate`` see that environment and use this module:
@@ -19,21 +20,35 @@ shows progress bars and writes checkpoints.
 
 **The batch size of a loader stays the global batch**: with two processes each takes half of every batch.
 A run on two GPUs then takes the same optimizer steps, with the same learning rate and schedule, as on one
-GPU, only faster, and its checkpoints resume on either.
+GPU, only faster, and its checkpoints resume on either. Exactly the same steps where the loss is a mean over
+samples (cross-entropy, BCE) and the batch splits evenly; a loss over the batch as a whole (smp's Dice loss
+sums over it) becomes the mean of the processes' halves, and a dataset that does not split evenly gets a few
+samples repeated to fill the last batch (``DistributedSampler`` pads). Each process draws its own random
+numbers (augmentations, dropout), as the samples of one batch do in a single process.
+
+Limits: every parameter must take part in the loss at every step (DDP's default; a model with an unused
+auxiliary head needs ``find_unused_parameters=True``, which ``fit`` does not set), and a training loader must
+be a ``DataLoader`` with a plain sampler (shuffled or not), which ``shard`` can split.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import random
 import socket
+import sys
+import traceback
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler, Sampler, SequentialSampler
 
 
 def launched() -> bool:
@@ -69,11 +84,15 @@ def setup(device: torch.device) -> torch.device:
     if not launched():
         return device
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(f"process {local_rank} of {os.environ.get('LOCAL_WORLD_SIZE', '?')} has no GPU of its "
+                               f"own: this machine has {torch.cuda.device_count()}. Start at most one process per GPU.")
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        # validation runs between the collective calls: give a slow one an hour before the group gives up
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=1))
+        # a process waits at most this long for the others (a validation, a checkpoint) before the group gives up
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=30))
     return device
 
 
@@ -117,6 +136,12 @@ def _shared_seed() -> int:
     return seed[0]
 
 
+def _plain_order(sampler, dataset) -> bool:
+    """In order, or shuffled without replacement once through: an order a ``DistributedSampler`` can take over."""
+    return isinstance(sampler, SequentialSampler) or (
+        isinstance(sampler, RandomSampler) and not sampler.replacement and sampler.num_samples == len(dataset))
+
+
 def shard(loader, *, train: bool):
     """This process's part of ``loader`` (a ``DataLoader``); alone, ``loader`` itself.
 
@@ -135,6 +160,11 @@ def shard(loader, *, train: bool):
                         f"{type(loader).__name__}. Build a DataLoader, or give it a DistributedSampler yourself.")
     if isinstance(loader.sampler, (DistributedSampler, EveryNth)):
         return loader
+    if isinstance(loader.dataset, IterableDataset) or not _plain_order(loader.sampler, loader.dataset):
+        what = "an IterableDataset" if isinstance(loader.dataset, IterableDataset) else type(loader.sampler).__name__
+        raise TypeError(f"with {n} processes, fit and evaluate split each loader's samples between them, and this "
+                        f"loader has {what}, whose choice of samples would be lost. Use shuffle=True or False, or "
+                        f"give the loader a DistributedSampler that does what you need in each process.")
     batch = loader.batch_size
     if train:
         if batch % n:
@@ -151,6 +181,20 @@ def shard(loader, *, train: bool):
                       worker_init_fn=loader.worker_init_fn, multiprocessing_context=loader.multiprocessing_context,
                       generator=loader.generator, prefetch_factor=loader.prefetch_factor if workers else None,
                       persistent_workers=loader.persistent_workers)
+
+
+def seed_per_process() -> None:
+    """Give each process its own random numbers: rank 0's seed plus the rank, for Python, NumPy and torch.
+
+    Forked processes start with the same random state, so without this both would draw the same augmentation
+    (and DataLoader worker seeds) for the k-th sample of their halves of every batch. ``fit`` calls it after
+    ``shard``; a resumed run then restores each process's own saved state."""
+    if world_size() == 1:
+        return
+    seed = _shared_seed() + rank()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def _device_for_collectives() -> torch.device:
@@ -233,6 +277,16 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def cuda_works_after_fork() -> bool:
+    """Whether a process forked from this one can use CUDA: not once this process has started CUDA, nor once it
+    has asked the CUDA driver anything (``torch.cuda.is_available()`` does, unless told to ask NVML, as
+    ``course_utils`` tells it). A forked child tells: torch marks it when its parent had."""
+    if torch.cuda.is_initialized():
+        return False
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as child:
+        return not child.submit(torch._C._cuda_isInBadFork).result()
+
+
 def launch(function: Callable, *args, num_processes: int | None = None) -> None:
     """Run ``function(*args)`` in ``num_processes`` processes (default: one per GPU) from a notebook, through
     Hugging Face Accelerate's ``notebook_launcher``; with one process (one GPU or none) it runs here.
@@ -244,7 +298,7 @@ def launch(function: Callable, *args, num_processes: int | None = None) -> None:
     from accelerate import notebook_launcher
 
     num_processes = num_processes or max(1, torch.cuda.device_count())
-    if num_processes > 1 and torch.cuda.is_initialized():
+    if num_processes > 1 and torch.cuda.is_available() and not cuda_works_after_fork():
         raise RuntimeError(
             "CUDA has already been started in this process (a cell put a model or a tensor on the GPU, or asked "
             f"for its properties), so the {num_processes} forked training processes could not use the GPUs "
@@ -253,11 +307,15 @@ def launch(function: Callable, *args, num_processes: int | None = None) -> None:
             "this one; or run the training as a script with torchrun --nproc_per_node=2.")
 
     def run_and_leave(*call_args):
-        # One CPU thread per process, as torchrun sets: a process forked after OpenMP's threads started (any
-        # torch computation on the CPU in the notebook) hangs at its first parallel region otherwise.
-        torch.set_num_threads(1)
+        if num_processes > 1:
+            # One CPU thread per process, as torchrun sets: a process forked after OpenMP's threads started (any
+            # torch computation on the CPU in the notebook) hangs at its first parallel region otherwise.
+            torch.set_num_threads(1)
         try:
             function(*call_args)
+        except BaseException:  # say which process failed and why: the others only see a closed connection
+            print(f"process {os.environ.get('RANK', 0)} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+            raise
         finally:
             if dist.is_available() and dist.is_initialized():
                 dist.destroy_process_group()

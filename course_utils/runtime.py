@@ -85,11 +85,15 @@ def gpu_properties(dev: torch.device) -> SimpleNamespace:
 
     Asking torch starts CUDA in this process, and a process that has started CUDA can no longer fork
     processes that use the GPU, which is how ``distributed.launch`` starts training on several GPUs from a
-    notebook. So while CUDA has not started here, a short-lived forked process asks and reports back."""
+    notebook. So while CUDA has not started here, a short-lived forked process asks and reports back (if that
+    fails, because something asked the CUDA driver before ``course_utils`` was imported, this process asks)."""
     if torch.cuda.is_initialized() or "fork" not in multiprocessing.get_all_start_methods():
         return _read_gpu(dev.index)
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as child:
-        return child.submit(_read_gpu, dev.index).result()
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as child:
+            return child.submit(_read_gpu, dev.index).result()
+    except Exception:  # noqa: BLE001 - "Cannot re-initialize CUDA in forked subprocess" and the like
+        return _read_gpu(dev.index)
 
 
 def gpu_problem(dev: torch.device) -> str | None:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as tqdm_text
 
 from course_utils import distributed, runtime
 
@@ -306,6 +307,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
                              f"drop_last=True. Check the data folder and split, or lower the batch size.")
     train_loader = distributed.shard(train_loader, train=True)  # alone: the loader itself
     val_loader = distributed.shard(val_loader, train=False)
+    distributed.seed_per_process()  # alone: nothing
     steps_per_epoch = len(train_loader) if hasattr(train_loader, "__len__") else None
     settings = run_settings(optimizer, scheduler, steps_per_epoch, accumulate, monitor, mode)
     model.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -316,7 +318,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
 
     history: list[dict] = []
     best, best_weights, bad_epochs, stopped = None, None, 0, False
-    if resume and last_path.is_file():
+    if resume and distributed.from_main(last_path.is_file()):  # one decision for every process
         state = load_checkpoint(last_path)
         _check_resume(last_path, state, settings, epochs)
         try:
@@ -352,8 +354,10 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
         net.train()
         optimizer.zero_grad(set_to_none=True)
         running, seen = 0.0, 0
-        batches = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False,
-                       disable=not progress or not distributed.is_main())
+        # several processes: a text bar, from rank 0 (a notebook's widget bar cannot be updated from a forked process)
+        bar = tqdm if distributed.world_size() == 1 else tqdm_text
+        batches = bar(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False,
+                      disable=not progress or not distributed.is_main())
         for step, batch in enumerate(batches, start=1):
             inputs, targets = _to(batch, dev, channels_last)
             stepping = step % accumulate == 0 or step == steps_per_epoch

@@ -219,6 +219,10 @@ def data_against_model(dev: torch.device, steps: int, workers: int, batches: int
     return rows
 
 
+# where a pipeline's twin is not at the real size (benchmark_loaders.REAL_SIZE_TWINS)
+TWIN_NOTES = {"kvasir_seg": " (twin images 335-499 px wide; real ones reach 1920x1072, so this rate is too high)"}
+
+
 def measured_gpu_rates(folder: Path = ROOT / "docs") -> dict[str, tuple[str, float]]:
     """Training samples/s of each model measured by ``benchmark_gpu.py`` with fp16 (the T4's precision) in
     ``docs/gpu_benchmark_*.json``: model name -> (GPU, samples/s)."""
@@ -235,15 +239,18 @@ def measured_gpu_rates(folder: Path = ROOT / "docs") -> dict[str, tuple[str, flo
 
 def markdown(info: dict) -> str:
     lines = [f"# Training speed: {info['device']}", "",
-             f"Measured {info['date']} with `scripts/benchmark_training.py` (`make bench`): torch {info['torch']}, "
-             f"mixed precision here: {info['amp']}. Method: the script's docstring.", ""]
+             f"Measured {info['date']} with `scripts/benchmark_training.py` (`make bench`), one run: torch "
+             f"{info['torch']}, mixed precision here: {info['amp']}. Method: the script's docstring.", ""]
     if info.get("loops"):
         rows = {row["loop"]: row for row in info["loops"]}
         lines += [f"## The training loop: U-Net/ResNet-34, {info['loop_size']}x{info['loop_size']}, batch "
                   f"{info['loop_batch']}, {info['loop_steps']} timed steps", "",
                   "| loop | what it does | s/step | images/s | peak GiB |", "|---|---|---|---|---|"]
         def settings(text):
-            return text.replace("mixed precision", "fp32 on this device") if info["amp"] == "none" else text
+            if info["amp"] != "none":
+                return text
+            return (text.replace("mixed precision", "fp32 on this device")
+                    .replace("pinned + non_blocking, cudnn.benchmark", "(pinned memory and cuDNN: GPU only)"))
 
         lines += [f"| {r['loop']} | {settings(r['settings'])} | {r['s/step']} | {r['images/s']} | {r['peak GiB']} |"
                   for r in info["loops"]]
@@ -262,8 +269,9 @@ def markdown(info: dict) -> str:
                   "|---|---|---|---|---|---|"]
         for r in info["data"]:
             flag = " (starves)" if r["data / model"] < 1 else ""
-            lines.append(f"| {r['notebook']} | {r['pipeline']} | {r['model']} ({r['batch']}) | "
-                         f"{r['data samples/s']} | {r['model samples/s']} | {r['data / model']}{flag} |")
+            pipeline = r["pipeline"] + TWIN_NOTES.get(r["pipeline"], "")
+            lines.append(f"| {r['notebook']} | {pipeline} | {r['model']} ({r['batch']}) | {r['data samples/s']} | "
+                         f"{r['model samples/s']} | {r['data / model']}{flag} |")
         lines += ["", "*data / model* below 1: the loaders deliver fewer samples per second than the model trains "
                   "on, and the device waits. The model rate excludes data loading (batches already in memory); "
                   "the data rate excludes the model. Pipelines read twins at the real size where the real "
@@ -276,12 +284,13 @@ def markdown(info: dict) -> str:
                       "measured on a GPU with fp16 (`docs/gpu_benchmark_*.json`; data loading not included there). "
                       "Two measurements from two machines: a GPU session's CPU cores (Kaggle: 4) set the real "
                       "data rate.", "",
-                      "| notebook | pipeline | model | data samples/s (here) | GPU | GPU samples/s | data / GPU |",
+                      f"| notebook | pipeline | model | data samples/s (here, {info['data'][0]['workers']} workers) "
+                      "| GPU | GPU samples/s | data / GPU |",
                       "|---|---|---|---|---|---|---|"]
             for r in known:
                 name, rate = gpu[r["model"]]
                 ratio = sig(r["data samples/s"] / rate)
-                flag = " (starves)" if ratio < 1 else ""
+                flag = " (would starve it)" if ratio < 1 else ""
                 lines.append(f"| {r['notebook']} | {r['pipeline']} | {r['model']} | {r['data samples/s']} | "
                              f"{name} | {rate} | {ratio}{flag} |")
     return "\n".join(lines) + "\n"

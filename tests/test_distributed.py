@@ -7,6 +7,8 @@ import functools
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -136,9 +138,25 @@ def test_a_killed_run_resumes_under_two_processes(runs, tmp_path):
 
 
 def test_launch_refuses_after_cuda_started(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     with pytest.raises(RuntimeError, match="Restart the kernel"):
         distributed.launch(print, num_processes=2)
+
+
+def test_launch_sees_a_poisoned_fork():
+    # After a process asks the CUDA driver anything, processes forked from it cannot use CUDA ("poisoned" fork).
+    # Importing the course must not do that; torch.cuda.is_available() would, so course_utils makes it ask NVML
+    # (PYTORCH_NVML_BASED_CUDA_CHECK; not testable here: this machine has no NVML, and torch falls back to the
+    # driver). Asking the driver directly is what launch must notice.
+    code = ("import course_utils, os, torch\n"
+            "from course_utils import data, distributed, runtime, train, weights\n"
+            "print(os.environ['PYTORCH_NVML_BASED_CUDA_CHECK'], distributed.cuda_works_after_fork())\n"
+            "torch._C._cuda_getDeviceCount()\n"
+            "print(distributed.cuda_works_after_fork())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "PYTORCH_NVML_BASED_CUDA_CHECK"})
+    assert done.stdout.split() == ["1", "True", "False"], done.stderr[-2000:]
 
 
 def test_one_process_needs_no_group():
@@ -172,3 +190,28 @@ def test_every_accumulating_metric_names_its_totals():
         cls = getattr(metrics, name)
         assert cls.state, name
         assert all(name in cls.reset.__code__.co_names for name in cls.state), f"{name}.reset must set its state"
+
+
+def test_sync_batchnorm_keeps_the_optimizers_parameters():
+    # fit builds nothing anew: the optimizer was made before wrap() turns BatchNorm into SyncBatchNorm (on GPUs)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    parameters = list(model.parameters())
+    assert nn.SyncBatchNorm.convert_sync_batchnorm(model) is model and isinstance(model[1], nn.SyncBatchNorm)
+    assert all(a is b for a, b in zip(parameters, model.parameters(), strict=True))
+
+
+def refuse_custom_sampler(path):
+    from torch.utils.data import SubsetRandomSampler
+
+    torch.distributed.init_process_group("gloo")
+    loader = DataLoader(list(range(8)), 2, sampler=SubsetRandomSampler([0, 2, 4, 6]))
+    try:
+        distributed.shard(loader, train=True)
+    except TypeError as error:
+        if distributed.is_main():
+            path.write_text(str(error))
+
+
+def test_shard_refuses_a_sampler_it_would_replace(tmp_path):
+    distributed.launch(refuse_custom_sampler, tmp_path / "error.txt", num_processes=2)
+    assert "SubsetRandomSampler" in (tmp_path / "error.txt").read_text()
