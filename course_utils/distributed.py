@@ -176,10 +176,13 @@ def shard(loader, *, train: bool):
     else:
         sampler = EveryNth(len(loader.dataset), rank(), n)
     workers = max(1, loader.num_workers // n) if loader.num_workers else 0
+    generator = loader.generator  # seeds the workers: one per process, or they would all draw the same numbers
+    if generator is not None:
+        generator = torch.Generator().manual_seed(generator.initial_seed() + rank())
     return DataLoader(loader.dataset, batch, sampler=sampler, num_workers=workers, collate_fn=loader.collate_fn,
                       pin_memory=loader.pin_memory, drop_last=loader.drop_last, timeout=loader.timeout,
                       worker_init_fn=loader.worker_init_fn, multiprocessing_context=loader.multiprocessing_context,
-                      generator=loader.generator, prefetch_factor=loader.prefetch_factor if workers else None,
+                      generator=generator, prefetch_factor=loader.prefetch_factor if workers else None,
                       persistent_workers=loader.persistent_workers)
 
 
@@ -281,7 +284,7 @@ def cuda_works_after_fork() -> bool:
     """Whether a process forked from this one can use CUDA: not once this process has started CUDA, nor once it
     has asked the CUDA driver anything (``torch.cuda.is_available()`` does, unless told to ask NVML, as
     ``course_utils`` tells it). A forked child tells: torch marks it when its parent had."""
-    if torch.cuda.is_initialized():
+    if torch.cuda.is_initialized() or "fork" not in multiprocessing.get_all_start_methods():
         return False
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as child:
         return not child.submit(torch._C._cuda_isInBadFork).result()
@@ -299,12 +302,16 @@ def launch(function: Callable, *args, num_processes: int | None = None) -> None:
 
     num_processes = num_processes or max(1, torch.cuda.device_count())
     if num_processes > 1 and torch.cuda.is_available() and not cuda_works_after_fork():
+        why = ("CUDA has already been started in this process (a cell put a model or a tensor on the GPU)"
+               if torch.cuda.is_initialized() else
+               "this process has asked the CUDA driver about the GPUs (torch.cuda.is_available() or device_count() "
+               "before course_utils was imported, or where NVML is missing)")
         raise RuntimeError(
-            "CUDA has already been started in this process (a cell put a model or a tensor on the GPU, or asked "
-            f"for its properties), so the {num_processes} forked training processes could not use the GPUs "
-            "('Cannot re-initialize CUDA in forked subprocess'). Restart the kernel, run only the cells that "
-            "do not touch the GPU (imports, config, data, the definitions the training function uses), then "
-            "this one; or run the training as a script with torchrun --nproc_per_node=2.")
+            f"{why}, so the {num_processes} processes forked from it could not use the GPUs ('Cannot "
+            "re-initialize CUDA in forked subprocess'). Restart the kernel, import course_utils first, run only "
+            "the cells that do not touch the GPU (imports, config, data, the definitions the training function "
+            "uses), then this one; if that does not help, run the training as a script with "
+            "torchrun --nproc_per_node=2 (fresh processes, no fork).")
 
     def run_and_leave(*call_args):
         if num_processes > 1:

@@ -203,8 +203,9 @@ def _set_rng_state(state: dict) -> None:
     numpy_state["state"]["key"] = numpy_state["state"]["key"].numpy().astype(np.uint32)
     np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] and torch.cuda.is_available():  # saved on a machine with more GPUs: the ones here
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 def _improved(value: float, best: float | None, mode: str) -> bool:
@@ -280,7 +281,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
       ``save_every`` seconds (0: every epoch): a ResNet-34 U-Net's ``last.pt`` is about 300 MB, and a
       session that dies loses at most that much training.
     - ``resume=True`` continues the run in ``last.pt``, exactly as if it had not stopped (random
-      generators included), after checking that it is the same run: same optimizer, scheduler and
+      generators included; not those of a loader's ``persistent_workers``, seeded once when they start, so
+      their augmentations differ after a restart), after checking that it is the same run: same optimizer, scheduler and
       their hyper-parameters, steps per epoch, accumulation and monitor, and no fewer epochs than
       already trained (more epochs are fine when the scheduler does not depend on them). Otherwise it
       stops before training and says what changed. ``resume=False`` starts over and replaces the files.
@@ -331,7 +333,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
             scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # one per process
-        _set_rng_state(rng[distributed.rank()] if distributed.rank() < len(rng) else rng[0])
+        if distributed.rank() < len(rng):  # a process the saved run did not have keeps its own seed
+            _set_rng_state(rng[distributed.rank()])
         history, best, bad_epochs, stopped = state["history"], state["best"], state["bad_epochs"], state["stopped"]
         if best_path.is_file():
             best_weights = load_checkpoint(best_path)

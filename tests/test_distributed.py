@@ -33,6 +33,7 @@ class Blobs(Dataset):
         self.images = self.masks[:, None].float().repeat(1, 3, 1, 1) + 0.5 * torch.randn(n, 3, 12, 12, generator=g)
         self.kill_when = kill_when
         self.seen = []  # the indices this process loaded (no DataLoader workers: they load here)
+        self.draws = []  # a random number per sample, as an augmentation would draw
 
     def __len__(self):
         return len(self.images)
@@ -41,6 +42,7 @@ class Blobs(Dataset):
         if self.kill_when is not None and self.kill_when.is_file() and distributed.rank() == 0:
             os.kill(os.getpid(), signal.SIGKILL)
         self.seen.append(i)
+        self.draws.append(torch.rand(()).item())
         return self.images[i], self.masks[i]
 
 
@@ -53,7 +55,8 @@ def pixel_accuracy(outputs, targets):  # one score per image
     return (outputs.argmax(1) == targets).float().mean((1, 2))
 
 
-def run(checkpoint_dir, sampler_for_one_process: bool = False, kill: bool = False, resume: bool = True) -> None:
+def run(checkpoint_dir, sampler_for_one_process: bool = False, kill: bool = False, resume: bool = True,
+        epochs: int = EPOCHS) -> None:
     """One training run, as each process executes it (and as one process alone does)."""
     torch.manual_seed(0)
     kill_when = checkpoint_dir / "last.pt" if kill else None
@@ -66,10 +69,11 @@ def run(checkpoint_dir, sampler_for_one_process: bool = False, kill: bool = Fals
     optimizer = torch.optim.Adam(model.parameters(), lr=0.5)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.5, total_steps=EPOCHS * 4)
     history = train.fit(model, loader, DataLoader(val_set, 4), nn.functional.cross_entropy, optimizer,
-                        epochs=EPOCHS, checkpoint_dir=checkpoint_dir, scheduler=scheduler, resume=resume,
+                        epochs=epochs, checkpoint_dir=checkpoint_dir, scheduler=scheduler, resume=resume,
                         metrics={"accuracy": pixel_accuracy, "miou": MeanIoU(2)}, monitor="miou", save_every=0,
                         device=torch.device("cpu"), progress=False)
-    (checkpoint_dir / f"seen{distributed.rank()}.json").write_text(json.dumps([train_set.seen, val_set.seen]))
+    (checkpoint_dir / f"seen{distributed.rank()}.json").write_text(
+        json.dumps([train_set.seen, val_set.seen, train_set.draws]))
     bn = distributed.unwrap(distributed.wrap(nn.Sequential(nn.BatchNorm2d(3)), torch.device("cpu")))  # every rank
     if distributed.is_main():
         (checkpoint_dir / "history.json").write_text(json.dumps(
@@ -117,7 +121,9 @@ def test_two_processes_train_what_one_process_trains(runs):
 
 
 def test_each_process_sees_its_share(runs):
-    (train0, val0), (train1, val1) = (json.loads((runs / "two" / f"seen{r}.json").read_text()) for r in (0, 1))
+    (train0, val0, draws0), (train1, val1, draws1) = (json.loads((runs / "two" / f"seen{r}.json").read_text())
+                                                      for r in (0, 1))
+    assert draws0 != draws1  # each process draws its own augmentations
     assert len(train0) == len(train1) == EPOCHS * 16  # half of 32 images per epoch
     for epoch in range(EPOCHS):
         part0, part1 = (set(seen[epoch * 16:(epoch + 1) * 16]) for seen in (train0, train1))
@@ -135,6 +141,19 @@ def test_a_killed_run_resumes_under_two_processes(runs, tmp_path):
     assert_same_weights(final_weights(runs / "two"), final_weights(tmp_path))
     for resumed, whole in zip(history(tmp_path), history(runs / "two"), strict=True):
         assert resumed == pytest.approx(whole)
+    for rank in (0, 1):  # each process continues its own random numbers: epoch 2's draws as if never stopped
+        resumed_draws = json.loads((tmp_path / f"seen{rank}.json").read_text())[2]
+        assert resumed_draws == json.loads((runs / "two" / f"seen{rank}.json").read_text())[2][16:]
+
+
+def test_a_checkpoint_with_one_random_state_still_resumes(runs, tmp_path):
+    # last.pt files written before fit kept one random state per process hold a single dict
+    run(tmp_path, sampler_for_one_process=True, epochs=1)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    state["rng"] = state["rng"][0]
+    torch.save(state, tmp_path / "last.pt")
+    run(tmp_path, sampler_for_one_process=True)
+    assert_same_weights(final_weights(runs / "one"), final_weights(tmp_path))
 
 
 def test_launch_refuses_after_cuda_started(monkeypatch):
@@ -200,18 +219,22 @@ def test_sync_batchnorm_keeps_the_optimizers_parameters():
     assert all(a is b for a, b in zip(parameters, model.parameters(), strict=True))
 
 
-def refuse_custom_sampler(path):
+def shard_checks(folder):
     from torch.utils.data import SubsetRandomSampler
 
     torch.distributed.init_process_group("gloo")
+    seeded = DataLoader(list(range(8)), 2, shuffle=True, generator=torch.Generator().manual_seed(7))
+    (folder / f"generator{distributed.rank()}.txt").write_text(
+        str(distributed.shard(seeded, train=True).generator.initial_seed()))
     loader = DataLoader(list(range(8)), 2, sampler=SubsetRandomSampler([0, 2, 4, 6]))
     try:
         distributed.shard(loader, train=True)
     except TypeError as error:
         if distributed.is_main():
-            path.write_text(str(error))
+            (folder / "error.txt").write_text(str(error))
 
 
-def test_shard_refuses_a_sampler_it_would_replace(tmp_path):
-    distributed.launch(refuse_custom_sampler, tmp_path / "error.txt", num_processes=2)
+def test_shard_refuses_a_sampler_it_would_replace_and_seeds_workers_per_process(tmp_path):
+    distributed.launch(shard_checks, tmp_path, num_processes=2)
     assert "SubsetRandomSampler" in (tmp_path / "error.txt").read_text()
+    assert [(tmp_path / f"generator{r}.txt").read_text() for r in (0, 1)] == ["7", "8"]
