@@ -33,14 +33,12 @@ be a ``DataLoader`` with a plain sampler (shuffled or not), which ``shard`` can 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import random
 import socket
 import sys
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 
 import numpy as np
@@ -49,6 +47,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, RandomSampler, Sampler, SequentialSampler
+
+from course_utils import runtime
 
 
 def launched() -> bool:
@@ -131,9 +131,7 @@ class EveryNth(Sampler):
 
 def _shared_seed() -> int:
     """Rank 0's torch seed, the same in every process: each process must shuffle the same way to split one order."""
-    seed = [torch.initial_seed() % 2**31]
-    dist.broadcast_object_list(seed, src=0)
-    return seed[0]
+    return from_main(torch.initial_seed() % 2**31)
 
 
 def _plain_order(sampler, dataset) -> bool:
@@ -284,10 +282,9 @@ def cuda_works_after_fork() -> bool:
     """Whether a process forked from this one can use CUDA: not once this process has started CUDA, nor once it
     has asked the CUDA driver anything (``torch.cuda.is_available()`` does, unless told to ask NVML, as
     ``course_utils`` tells it). A forked child tells: torch marks it when its parent had."""
-    if torch.cuda.is_initialized() or "fork" not in multiprocessing.get_all_start_methods():
+    if torch.cuda.is_initialized() or not runtime.can_fork():
         return False
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as child:
-        return not child.submit(torch._C._cuda_isInBadFork).result()
+    return not runtime.in_forked_child(torch._C._cuda_isInBadFork)
 
 
 def launch(function: Callable, *args, num_processes: int | None = None) -> None:

@@ -75,6 +75,16 @@ def num_workers(limit: int = 8) -> int:
     return max(1, min(cores, limit))
 
 
+def can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()  # not on Windows
+
+
+def in_forked_child(function, *args):
+    """``function(*args)`` run in a short-lived process forked from this one; its result comes back pickled."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as child:
+        return child.submit(function, *args).result()
+
+
 def _read_gpu(index: int | None) -> SimpleNamespace:
     props = torch.cuda.get_device_properties(index)
     return SimpleNamespace(name=props.name, total_memory=props.total_memory, major=props.major, minor=props.minor)
@@ -87,11 +97,10 @@ def gpu_properties(dev: torch.device) -> SimpleNamespace:
     processes that use the GPU, which is how ``distributed.launch`` starts training on several GPUs from a
     notebook. So while CUDA has not started here, a short-lived forked process asks and reports back (if that
     fails, because something asked the CUDA driver before ``course_utils`` was imported, this process asks)."""
-    if torch.cuda.is_initialized() or "fork" not in multiprocessing.get_all_start_methods():
+    if torch.cuda.is_initialized() or not can_fork():
         return _read_gpu(dev.index)
     try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as child:
-            return child.submit(_read_gpu, dev.index).result()
+        return in_forked_child(_read_gpu, dev.index)
     except Exception:  # noqa: BLE001 - "Cannot re-initialize CUDA in forked subprocess" and the like
         return _read_gpu(dev.index)
 

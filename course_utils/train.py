@@ -281,11 +281,12 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
       ``save_every`` seconds (0: every epoch): a ResNet-34 U-Net's ``last.pt`` is about 300 MB, and a
       session that dies loses at most that much training.
     - ``resume=True`` continues the run in ``last.pt``, exactly as if it had not stopped (random
-      generators included; not those of a loader's ``persistent_workers``, seeded once when they start, so
-      their augmentations differ after a restart), after checking that it is the same run: same optimizer, scheduler and
-      their hyper-parameters, steps per epoch, accumulation and monitor, and no fewer epochs than
-      already trained (more epochs are fine when the scheduler does not depend on them). Otherwise it
-      stops before training and says what changed. ``resume=False`` starts over and replaces the files.
+      generators included; not those of a loader's ``persistent_workers``, seeded once when they start,
+      so their augmentations differ after a restart), after checking that it is the same run: same
+      optimizer, scheduler and their hyper-parameters, steps per epoch, accumulation and monitor, and
+      no fewer epochs than already trained (more epochs are fine when the scheduler does not depend on
+      them). Otherwise it stops before training and says what changed. ``resume=False`` starts over
+      and replaces the files.
     - ``scheduler`` is stepped after every optimizer step (OneCycle, cosine with warm-up...).
     - ``accumulate``: optimizer step every that many batches (a larger effective batch).
     - ``loss_fn=None`` for a model that computes its own losses (torchvision's detection models; see
@@ -416,8 +417,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, loss_fn:
                                   "best": best, "bad_epochs": bad_epochs, "stopped": stopped, "settings": settings})
             last_save = time.monotonic()
         distributed.print0("  ".join([f"epoch {epoch}/{epochs}"] +
-                        [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds")] +
-                        [f"{record['seconds']:.1f}s"]) + note)
+                                     [f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "seconds")] +
+                                     [f"{record['seconds']:.1f}s"]) + note)
 
     if best_weights is not None:
         model.load_state_dict(best_weights["model"])
